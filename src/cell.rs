@@ -1,0 +1,312 @@
+//! One backend's recovery state as a packed 64-bit word, the pure transitions over it, and the
+//! atomic cell that applies them by compare-and-swap.
+//!
+//! The transitions are where the spec's behaviour lives: plain functions of
+//! `(word, now, policy)`, tested without threads. [`Cell`] adds only the CAS loop, so a policy
+//! bug and a concurrency bug are never in the same function.
+//!
+//! State machine of one word (`n` = crashes counted in the open window):
+//!
+//! ```text
+//!   vacant (n = 0) --crash--> n = 1, window opens at now        -> Retry
+//!   n >= 1, window open --crash--> n + 1 (saturating, see below) -> Refuse(rest of window)
+//!   n >= 1, window closed --crash--> n = 1, window opens at now  -> Retry
+//! ```
+//!
+//! A window is closed once `now - window_start >= budget_window`; a `now` before the window
+//! start counts as zero elapsed, as in the spec.
+
+use std::time::Duration;
+
+use crate::decision::{
+    BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
+};
+use crate::epoch::{MAX_TICK, TICK_BITS};
+use crate::policy::BackendRecoveryPolicy;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Retries granted per budget window: the spec's one.
+const RETRIES_PER_WINDOW: u32 = 1;
+
+/// The packed state of one backend.
+///
+/// | bits   | field          | meaning                                                          |
+/// |--------|----------------|------------------------------------------------------------------|
+/// | 0..4   | `crashes`      | crashes counted in the open window; 0 = no window (vacant)       |
+/// | 4..64  | `window_start` | tick (ns since the state's epoch) of the crash that opened it    |
+///
+/// Limits: `window_start` holds 60 bits, [`MAX_TICK`] ns or about 36.5 years from the epoch (see
+/// `epoch.rs`). `crashes` holds up to 15 but saturates at [`COUNT_CEILING`], one past the retries
+/// a window allows: beyond that every crash is refused alike, so a larger count would change no
+/// decision. Saturating early also means that once a backend is refused, further crash reports
+/// leave the word unchanged and cost a load, not a write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word(u64);
+
+const CRASH_BITS: u32 = 64 - TICK_BITS;
+const CRASH_MASK: u64 = (1 << CRASH_BITS) - 1;
+
+/// The largest crash count a word stores; see [`Word`].
+const COUNT_CEILING: u32 = RETRIES_PER_WINDOW + 1;
+const _: () = assert!(
+    COUNT_CEILING as u64 <= CRASH_MASK,
+    "the crash count must fit its bits"
+);
+
+impl Word {
+    /// No crash recorded: decides like a key the state has never seen.
+    pub(crate) const VACANT: Word = Word(0);
+
+    fn new(window_start: u64, crashes: u32) -> Self {
+        debug_assert!(window_start <= MAX_TICK);
+        debug_assert!(crashes <= COUNT_CEILING);
+        Word((window_start << CRASH_BITS) | u64::from(crashes))
+    }
+
+    /// Crashes counted in the window, whether or not it is still open.
+    fn crashes(self) -> u32 {
+        // Masked to CRASH_BITS, so the cast cannot truncate.
+        (self.0 & CRASH_MASK) as u32
+    }
+
+    fn window_start(self) -> u64 {
+        self.0 >> CRASH_BITS
+    }
+
+    /// `(window_start, crashes)` if a window is open at `now`; `None` if vacant or closed.
+    fn open_window(self, now: u64, policy: &BackendRecoveryPolicy) -> Option<(u64, u32)> {
+        let crashes = self.crashes();
+        let start = self.window_start();
+        (crashes > 0 && elapsed(start, now) < policy.budget_window).then_some((start, crashes))
+    }
+}
+
+impl std::fmt::Debug for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Word")
+            .field("window_start", &self.window_start())
+            .field("crashes", &self.crashes())
+            .finish()
+    }
+}
+
+/// Time from `start` to `now`; zero if `now` is earlier, as the spec's `elapsed_since`.
+fn elapsed(start: u64, now: u64) -> Duration {
+    Duration::from_nanos(now.saturating_sub(start))
+}
+
+/// The spec's `record_crash` as a pure function: the word after a crash at `now`, and the answer.
+pub(crate) fn crash(
+    word: Word,
+    now: u64,
+    policy: &BackendRecoveryPolicy,
+) -> (Word, BackendRecoveryDecision) {
+    let (start, crashes) = match word.open_window(now, policy) {
+        Some((start, crashes)) => (start, (crashes + 1).min(COUNT_CEILING)),
+        None => (now, 1),
+    };
+    let decision = if crashes <= RETRIES_PER_WINDOW {
+        BackendRecoveryDecision::Retry {
+            retry_after: policy.retry_backoff,
+            attempt: crashes,
+        }
+    } else {
+        BackendRecoveryDecision::Refuse {
+            reason: BackendRecoveryRefusalReason::BackendUnavailable,
+            retry_after: policy.budget_window.saturating_sub(elapsed(start, now)),
+        }
+    };
+    (Word::new(start, crashes), decision)
+}
+
+/// What a gate check at `now` reports for `word`, consistent with what [`crash`] would answer.
+pub(crate) fn status(
+    word: Word,
+    now: u64,
+    policy: &BackendRecoveryPolicy,
+) -> BackendRecoveryStatus {
+    let Some((start, crashes)) = word.open_window(now, policy) else {
+        return BackendRecoveryStatus::Healthy;
+    };
+    let remaining = policy.budget_window.saturating_sub(elapsed(start, now));
+    if crashes <= RETRIES_PER_WINDOW {
+        BackendRecoveryStatus::Recovering {
+            crashes_in_window: crashes,
+            window_remaining: remaining,
+        }
+    } else {
+        BackendRecoveryStatus::Unavailable {
+            reason: BackendRecoveryRefusalReason::BackendUnavailable,
+            retry_after: remaining,
+        }
+    }
+}
+
+/// A [`Word`] that many threads update at once.
+///
+/// Orderings: the word is the whole state of its backend and publishes no other memory, so
+/// coherence of this one location is all the protocol needs and `Relaxed` suffices. The cell's
+/// creation and removal are ordered by the table's shard locks, not by these operations.
+pub(crate) struct Cell {
+    word: AtomicU64,
+}
+
+impl Cell {
+    /// A cell that has recorded nothing yet.
+    pub(crate) fn vacant() -> Self {
+        Cell {
+            word: AtomicU64::new(Word::VACANT.0),
+        }
+    }
+
+    /// The current word. A plain load: gate checks never write shared memory in the cell.
+    pub(crate) fn load(&self) -> Word {
+        // Relaxed: see the type's note on orderings.
+        Word(self.word.load(Ordering::Relaxed))
+    }
+
+    /// Applies `transition` atomically and returns its answer for the word it was applied to.
+    ///
+    /// `transition` may run several times, once per lost race. A transition that leaves the
+    /// word unchanged is answered from the load alone, with no write: that load is the
+    /// operation's linearization point.
+    pub(crate) fn update<R>(&self, mut transition: impl FnMut(Word) -> (Word, R)) -> R {
+        let mut current = self.load();
+        loop {
+            let (next, answer) = transition(current);
+            if next == current {
+                return answer;
+            }
+            // Relaxed on success and failure: see the type's note on orderings. A weak CAS can
+            // fail spuriously, which the loop absorbs.
+            match self.word.compare_exchange_weak(
+                current.0,
+                next.0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return answer,
+                Err(actual) => current = Word(actual),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Cell").field(&self.load()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn policy(backoff_ms: u64, window_ms: u64) -> BackendRecoveryPolicy {
+        BackendRecoveryPolicy::new(
+            Duration::from_millis(backoff_ms),
+            Duration::from_millis(window_ms),
+        )
+    }
+
+    fn refuse(retry_after: Duration) -> BackendRecoveryDecision {
+        BackendRecoveryDecision::Refuse {
+            reason: BackendRecoveryRefusalReason::BackendUnavailable,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn word_round_trips_its_fields_at_the_limits() {
+        let word = Word::new(MAX_TICK, COUNT_CEILING);
+        assert_eq!(word.window_start(), MAX_TICK);
+        assert_eq!(word.crashes(), COUNT_CEILING);
+        assert_eq!(Word::new(0, 0), Word::VACANT);
+    }
+
+    #[test]
+    fn first_crash_retries_then_refuses_for_the_rest_of_the_window() {
+        let p = policy(75, 30_000);
+        let (word, first) = crash(Word::VACANT, 10 * MS, &p);
+        assert_eq!(
+            first,
+            BackendRecoveryDecision::Retry {
+                retry_after: Duration::from_millis(75),
+                attempt: 1
+            }
+        );
+        let (_, second) = crash(word, 2_010 * MS, &p);
+        assert_eq!(second, refuse(Duration::from_secs(28)));
+    }
+
+    #[test]
+    fn window_boundary_is_inclusive_and_reopens() {
+        let p = policy(75, 1_000);
+        let (word, _) = crash(Word::VACANT, 0, &p);
+        let (word, just_inside) = crash(word, 1_000 * MS - 1, &p);
+        assert_eq!(just_inside, refuse(Duration::from_nanos(1)));
+        let (word, at_boundary) = crash(word, 1_000 * MS, &p);
+        assert!(at_boundary.is_retry());
+        assert_eq!(word.window_start(), 1_000 * MS);
+        assert_eq!(word.crashes(), 1);
+    }
+
+    #[test]
+    fn refused_word_stops_changing_once_saturated() {
+        let p = policy(75, 1_000);
+        let (word, _) = crash(Word::VACANT, 0, &p);
+        let (word, _) = crash(word, MS, &p);
+        let (again, decision) = crash(word, 2 * MS, &p);
+        assert_eq!(again, word);
+        assert_eq!(decision, refuse(Duration::from_millis(998)));
+    }
+
+    #[test]
+    fn time_running_backwards_counts_as_zero_elapsed() {
+        let p = policy(75, 1_000);
+        let (word, _) = crash(Word::VACANT, 500 * MS, &p);
+        let (word, earlier) = crash(word, 100 * MS, &p);
+        assert_eq!(earlier, refuse(Duration::from_secs(1)));
+        assert_eq!(word.window_start(), 500 * MS);
+    }
+
+    #[test]
+    fn status_agrees_with_the_next_crash() {
+        let p = policy(75, 1_000);
+        assert_eq!(status(Word::VACANT, 0, &p), BackendRecoveryStatus::Healthy);
+        let (word, _) = crash(Word::VACANT, 0, &p);
+        assert_eq!(
+            status(word, 400 * MS, &p),
+            BackendRecoveryStatus::Recovering {
+                crashes_in_window: 1,
+                window_remaining: Duration::from_millis(600),
+            }
+        );
+        let (word, refused) = crash(word, 400 * MS, &p);
+        assert_eq!(
+            status(word, 400 * MS, &p).retry_after(),
+            Some(refused.retry_after())
+        );
+        assert_eq!(status(word, 1_000 * MS, &p), BackendRecoveryStatus::Healthy);
+    }
+
+    #[test]
+    fn duration_max_policy_decides_without_panicking() {
+        let p = BackendRecoveryPolicy::new(Duration::MAX, Duration::MAX);
+        let (word, first) = crash(Word::VACANT, MAX_TICK, &p);
+        assert_eq!(first.retry_after(), Duration::MAX);
+        let (_, second) = crash(word, 0, &p);
+        assert_eq!(second, refuse(Duration::MAX));
+    }
+
+    #[test]
+    fn cell_update_applies_the_transition() {
+        let p = policy(75, 1_000);
+        let cell = Cell::vacant();
+        assert!(cell.update(|w| crash(w, 0, &p)).is_retry());
+        assert!(!cell.update(|w| crash(w, MS, &p)).is_retry());
+        assert_eq!(cell.load().crashes(), 2);
+    }
+}

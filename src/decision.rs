@@ -1,0 +1,158 @@
+//! What the state answers: a decision for a crash, a status for a gate check, and the
+//! whole-millisecond hint that goes on the wire.
+
+use std::time::Duration;
+
+/// Decision returned for an observed backend crash.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use backend_recovery::{BackendRecoveryDecision, BackendRecoveryRefusalReason};
+///
+/// let refuse = BackendRecoveryDecision::Refuse {
+///     reason: BackendRecoveryRefusalReason::BackendUnavailable,
+///     retry_after: Duration::from_micros(1_500),
+/// };
+/// // The wire hint rounds up, so a client never comes back before the window ends.
+/// assert_eq!(refuse.retry_after_ms(), 2);
+/// assert!(!refuse.is_retry());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum BackendRecoveryDecision {
+    /// The broker may retry this backend once after `retry_after`.
+    Retry {
+        /// Delay before the retry should begin.
+        retry_after: Duration,
+        /// 1-based recovery attempt number within the budget window.
+        attempt: u32,
+    },
+    /// The backend should be refused as unavailable.
+    Refuse {
+        /// Refusal reason, for mapping to the broker's `Refused` reply.
+        reason: BackendRecoveryRefusalReason,
+        /// How long clients should wait before asking again: the rest of the budget window.
+        retry_after: Duration,
+    },
+}
+
+impl BackendRecoveryDecision {
+    /// `true` for [`Retry`](Self::Retry).
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Self::Retry { .. })
+    }
+
+    /// The delay the decision carries, whichever kind it is.
+    pub fn retry_after(&self) -> Duration {
+        match *self {
+            Self::Retry { retry_after, .. } | Self::Refuse { retry_after, .. } => retry_after,
+        }
+    }
+
+    /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up, for a wire field
+    /// such as `retry_after_ms: u64`; saturates at `u64::MAX`.
+    pub fn retry_after_ms(&self) -> u64 {
+        millis_rounded_up(self.retry_after())
+    }
+}
+
+/// Why a backend is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendRecoveryRefusalReason {
+    /// The backend crashed again after its retry within the budget window.
+    BackendUnavailable,
+}
+
+/// What a gate check sees for one backend: [`BackendRecoveryState::status`].
+///
+/// Each variant says what the next crash of the backend would be answered, at the same instant:
+/// `Healthy` and `Recovering` with retries left get a `Retry`, the others a `Refuse` carrying
+/// the same retry-after.
+///
+/// [`BackendRecoveryState::status`]: crate::BackendRecoveryState::status
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackendRecoveryStatus {
+    /// Unknown to the state, or its last window has closed: serve it; a crash would be retried.
+    Healthy,
+    /// Crashed within the open window and granted its retry: serve it while it recovers.
+    Recovering {
+        /// Crashes counted in the open window so far.
+        crashes_in_window: u32,
+        /// Time until the window closes and the budget is whole again.
+        window_remaining: Duration,
+    },
+    /// Its budget for the window is spent: refuse it until `retry_after` has passed.
+    Unavailable {
+        /// The reason a crash would be refused with.
+        reason: BackendRecoveryRefusalReason,
+        /// The retry-after hint a refusal would carry: the rest of the window.
+        retry_after: Duration,
+    },
+}
+
+impl BackendRecoveryStatus {
+    /// `false` only for [`Unavailable`](Self::Unavailable): whether a Hello should be served.
+    pub fn is_available(&self) -> bool {
+        !matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The refusal's retry-after, for an unavailable backend.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match *self {
+            Self::Unavailable { retry_after, .. } => Some(retry_after),
+            _ => None,
+        }
+    }
+
+    /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after().map(millis_rounded_up)
+    }
+}
+
+/// Whole milliseconds, rounded up so that a hint is never shorter than the wait it stands for;
+/// saturates at `u64::MAX` (a `Duration` can hold about 584 times more milliseconds than that).
+fn millis_rounded_up(duration: Duration) -> u64 {
+    let millis = duration.as_nanos().div_ceil(1_000_000);
+    u64::try_from(millis).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_up_and_saturate() {
+        assert_eq!(millis_rounded_up(Duration::ZERO), 0);
+        assert_eq!(millis_rounded_up(Duration::from_nanos(1)), 1);
+        assert_eq!(millis_rounded_up(Duration::from_millis(28)), 28);
+        assert_eq!(millis_rounded_up(Duration::from_nanos(28_000_001)), 29);
+        assert_eq!(millis_rounded_up(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn status_reports_availability_and_hint() {
+        let unavailable = BackendRecoveryStatus::Unavailable {
+            reason: BackendRecoveryRefusalReason::BackendUnavailable,
+            retry_after: Duration::from_nanos(999_999),
+        };
+        assert!(!unavailable.is_available());
+        assert_eq!(unavailable.retry_after_ms(), Some(1));
+        assert!(BackendRecoveryStatus::Healthy.is_available());
+        assert_eq!(BackendRecoveryStatus::Healthy.retry_after(), None);
+    }
+
+    #[test]
+    fn decision_accessors() {
+        let retry = BackendRecoveryDecision::Retry {
+            retry_after: Duration::from_millis(75),
+            attempt: 1,
+        };
+        assert!(retry.is_retry());
+        assert_eq!(retry.retry_after(), Duration::from_millis(75));
+        assert_eq!(retry.retry_after_ms(), 75);
+    }
+}

@@ -1,0 +1,60 @@
+//! Crash recovery decisions for the backends a process broker supervises, shared by every
+//! worker thread without a global lock.
+//!
+//! When a backend crashes, a broker asks [`BackendRecoveryState::record_crash`] whether to retry
+//! it (once per budget window, after a short backoff) or to refuse it as unavailable for the
+//! rest of the window, telling clients when to come back. Every client Hello checks
+//! [`BackendRecoveryState::status`] first. The decisions are those of the broker's original
+//! single-threaded module, to the nanosecond; this crate makes them concurrent.
+//!
+//! How it works, one file per layer:
+//! - `policy.rs`: the tuning and its defaults;
+//! - `decision.rs`: the answers, and their whole-millisecond wire form;
+//! - `key.rs`: the default key, a backend's identity;
+//! - `epoch.rs`: instants as nanosecond ticks since an epoch the state picks;
+//! - `cell.rs`: one backend's state as a packed 64-bit word, the pure transitions over it, and
+//!   the atomic cell that applies them by compare-and-swap;
+//! - `table.rs`: the sharded map of cells (dashmap) and its lock discipline;
+//! - `state.rs`: [`BackendRecoveryState`], which ties them together;
+//! - `sync.rs`: the only door to atomics, locks and the map, swapped for loom's under
+//!   `--cfg loom`.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use backend_recovery::{BackendKey, BackendRecoveryState, BrokerInstanceKey};
+//!
+//! let state = Arc::new(BackendRecoveryState::new());
+//! let key = BackendKey::new(BrokerInstanceKey::Shared, "indexer", "1.4.2");
+//! let now = Instant::now();
+//!
+//! // Every worker that sees the backend die reports it; one of them gets the retry.
+//! let workers: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let (state, key) = (Arc::clone(&state), key.clone());
+//!         std::thread::spawn(move || state.record_crash(key, now).is_retry())
+//!     })
+//!     .collect();
+//! let retries = workers.into_iter().map(|w| w.join().unwrap());
+//! assert_eq!(retries.filter(|&retry| retry).count(), 1);
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod cell;
+mod decision;
+mod epoch;
+mod key;
+mod policy;
+mod state;
+mod sync;
+mod table;
+
+pub use decision::{BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus};
+pub use key::{BackendKey, BrokerInstanceKey};
+pub use policy::{
+    BackendRecoveryPolicy, DEFAULT_RECOVERY_BUDGET_WINDOW, DEFAULT_RECOVERY_RETRY_BACKOFF,
+};
+pub use state::BackendRecoveryState;

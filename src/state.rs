@@ -1,0 +1,165 @@
+//! [`BackendRecoveryState`]: the spec's state, shared by every worker thread through `&self`.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
+
+use crate::cell::{self, Cell};
+use crate::decision::{BackendRecoveryDecision, BackendRecoveryStatus};
+use crate::epoch::Epoch;
+use crate::key::BackendKey;
+use crate::policy::BackendRecoveryPolicy;
+use crate::table::Table;
+
+/// Per-backend crash recovery state, safe to share between threads.
+///
+/// The first crash of a backend in a budget window is answered with one `Retry` after the
+/// policy's backoff; every further crash in that window with a `Refuse` carrying the rest of the
+/// window. The decisions are exactly those of the single-threaded spec, to the nanosecond, for
+/// any sequential history; concurrent calls behave as if they ran in some order consistent with
+/// real time.
+///
+/// Every method takes `&self`: put the state in an `Arc` (or a `static`) and call it from any
+/// number of worker threads. Keys are sharded; a crash of a backend that already has an entry
+/// takes no exclusive lock.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryState};
+///
+/// let now = Instant::now();
+/// let state = BackendRecoveryState::<String>::with_policy(BackendRecoveryPolicy::new(
+///     Duration::from_millis(75),
+///     Duration::from_secs(30),
+/// ));
+///
+/// // First crash: retry once after the backoff.
+/// let first = state.record_crash("indexer".to_string(), now);
+/// assert_eq!(first, BackendRecoveryDecision::Retry { retry_after: Duration::from_millis(75), attempt: 1 });
+///
+/// // Second crash 2 s later: refused for the remaining 28 s of the window.
+/// let second = state.record_crash("indexer".to_string(), now + Duration::from_secs(2));
+/// assert!(!second.is_retry());
+/// assert_eq!(second.retry_after(), Duration::from_secs(28));
+///
+/// // The gate a Hello checks says the same.
+/// let gate = state.status("indexer", now + Duration::from_secs(2));
+/// assert!(!gate.is_available());
+/// assert_eq!(gate.retry_after_ms(), Some(28_000));
+///
+/// // A verified healthy backend is forgotten.
+/// state.record_success("indexer");
+/// assert!(state.is_empty());
+/// ```
+pub struct BackendRecoveryState<K = BackendKey, S = RandomState> {
+    policy: BackendRecoveryPolicy,
+    epoch: Epoch,
+    cells: Table<K, Cell, S>,
+}
+
+impl<K: Hash + Eq> BackendRecoveryState<K, RandomState> {
+    /// Empty state with the default policy (250 ms backoff, 30 s window).
+    pub fn new() -> Self {
+        Self::with_policy(BackendRecoveryPolicy::default())
+    }
+
+    /// Empty state with the given policy; zero durations in it are clamped to 1 ms.
+    pub fn with_policy(policy: BackendRecoveryPolicy) -> Self {
+        Self::with_policy_and_hasher(policy, RandomState::new())
+    }
+}
+
+impl<K: Hash + Eq> Default for BackendRecoveryState<K, RandomState> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
+    /// Empty state with the given policy and a hasher for the key map.
+    pub fn with_policy_and_hasher(policy: BackendRecoveryPolicy, hasher: S) -> Self {
+        BackendRecoveryState {
+            policy: policy.normalized(),
+            epoch: Epoch::before(Instant::now()),
+            cells: Table::with_hasher(hasher),
+        }
+    }
+
+    /// Records one observed crash of `key` at `now` and returns the recovery decision.
+    ///
+    /// The first crash in a budget window is granted a retry after the backoff; a later crash
+    /// in the same window is refused with the rest of the window as its retry-after. A crash at
+    /// or after the window's end opens a new window. A `now` earlier than the window's start
+    /// counts as no time elapsed.
+    pub fn record_crash(&self, key: K, now: Instant) -> BackendRecoveryDecision {
+        let now = self.epoch.ticks(now);
+        let crash = |word| cell::crash(word, now, &self.policy);
+        // Known key: update its cell in place under the shard's read guard.
+        if let Some(decision) = self.cells.read(&key, |cell| cell.update(crash)) {
+            return decision;
+        }
+        // New key: insert under the write guard. Another thread may have inserted it since the
+        // lookup; the upsert then updates that cell, so neither crash is lost.
+        self.cells
+            .upsert(key, Cell::vacant, |cell| cell.update(crash))
+    }
+
+    /// Forgets `key` after the backend was verified healthy: its next crash is a first crash.
+    pub fn record_success<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.cells.remove(key);
+    }
+
+    /// What a gate check at `now` sees for `key`: serve it, or refuse it with a retry-after.
+    ///
+    /// Read-only: it loads the key's cell and writes nothing of the state's, so checks on every
+    /// Hello do not contend with each other. The answer agrees with what a crash at `now` would
+    /// be told.
+    pub fn status<Q>(&self, key: &Q, now: Instant) -> BackendRecoveryStatus
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let now = self.epoch.ticks(now);
+        self.cells
+            .read(key, |cell| cell::status(cell.load(), now, &self.policy))
+            .unwrap_or(BackendRecoveryStatus::Healthy)
+    }
+
+    /// Number of keys with an entry, including entries whose window has closed.
+    ///
+    /// While other threads insert or remove, the count is a sum over shards taken one by one.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// `true` if no key has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The policy in force, with zero durations clamped.
+    pub fn policy(&self) -> BackendRecoveryPolicy {
+        self.policy
+    }
+}
+
+impl<K, S> fmt::Debug for BackendRecoveryState<K, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Clone,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendRecoveryState")
+            .field("policy", &self.policy)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
