@@ -58,3 +58,8 @@ pub use policy::{
     BackendRecoveryPolicy, DEFAULT_RECOVERY_BUDGET_WINDOW, DEFAULT_RECOVERY_RETRY_BACKOFF,
 };
 pub use state::BackendRecoveryState;
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

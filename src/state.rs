@@ -163,3 +163,62 @@ where
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Every key hashes alike, so all keys share one shard.
+    #[derive(Clone, Default)]
+    struct OneShard;
+    struct ZeroHasher;
+    impl BuildHasher for OneShard {
+        type Hasher = ZeroHasher;
+        fn build_hasher(&self) -> ZeroHasher {
+            ZeroHasher
+        }
+    }
+    impl std::hash::Hasher for ZeroHasher {
+        fn finish(&self) -> u64 {
+            0
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    /// A crash of a key that has an entry completes while another thread holds that key's shard
+    /// read guard, so it takes no exclusive lock. As a control, a crash of a new key in the same
+    /// shard, which must insert under the write guard, waits until the guard is released.
+    #[test]
+    fn crash_of_a_known_key_takes_no_exclusive_lock() {
+        let now = Instant::now();
+        let state = BackendRecoveryState::<u32, OneShard>::with_policy_and_hasher(
+            BackendRecoveryPolicy::default(),
+            OneShard,
+        );
+        assert!(state.record_crash(1, now).is_retry());
+
+        let state = &state;
+        std::thread::scope(|scope| {
+            let guard = state.cells.hold_read_guard(&1);
+
+            let (known_done, known) = mpsc::channel();
+            scope.spawn(move || known_done.send(state.record_crash(1, now)).unwrap());
+            // Blocking here would mean the known-key path wants the write guard: the test would
+            // fail by timeout rather than hang forever.
+            let decision = known.recv_timeout(Duration::from_secs(60));
+            assert!(matches!(&decision, Ok(d) if !d.is_retry()), "{decision:?}");
+
+            let (new_done, new) = mpsc::channel();
+            scope.spawn(move || new_done.send(state.record_crash(2, now)).unwrap());
+            assert!(
+                new.recv_timeout(Duration::from_millis(200)).is_err(),
+                "an insert completed while a read guard was held on its shard"
+            );
+            drop(guard);
+            assert!(new.recv().unwrap().is_retry());
+        });
+    }
+}

@@ -69,6 +69,17 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Holds `key`'s shard read guard until the returned value is dropped, so a test can show
+    /// which operations need the write guard.
+    #[cfg(test)]
+    pub(crate) fn hold_read_guard<'a, Q>(&'a self, key: &Q) -> impl Sized + 'a
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get(key).expect("the test inserted the key first")
+    }
 }
 
 #[cfg(loom)]

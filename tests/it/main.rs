@@ -1,0 +1,7 @@
+//! Integration tests, one binary: the spec case by case, a differential property test against an
+//! independent reference model, and a real-thread stress test.
+
+mod differential;
+mod reference;
+mod spec_cases;
+mod stress;
