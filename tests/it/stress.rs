@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryState};
 
 const THREADS: usize = 8;
-const ROUNDS: u64 = 2_000;
+const ROUNDS: u64 = 10_000;
 
 /// Every round, all threads record the first crash of the round's shared key at one instant:
 /// exactly one of them is granted the retry. Each thread also crashes a key of its own, twice,
