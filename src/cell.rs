@@ -190,6 +190,20 @@ impl Cell {
             }
         }
     }
+
+    /// The bug the loom teeth model must catch: [`update`](Self::update) with a plain store
+    /// instead of the compare-and-swap, so two threads that loaded the same word both act on
+    /// it. Loom builds only; nothing but a state built `with_broken_cell_updates` calls it.
+    #[cfg(loom)]
+    pub(crate) fn update_without_cas<R>(&self, transition: impl FnOnce(Word) -> (Word, R)) -> R {
+        let current = self.load();
+        let (next, answer) = transition(current);
+        if next != current {
+            // Relaxed, as in `update`: the bug is the missing compare, not the ordering.
+            self.word.store(next.0, Ordering::Relaxed);
+        }
+        answer
+    }
 }
 
 impl std::fmt::Debug for Cell {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
-use crate::cell::{self, Cell};
+use crate::cell::{self, Cell, Word};
 use crate::decision::{BackendRecoveryDecision, BackendRecoveryStatus};
 use crate::epoch::Epoch;
 use crate::key::BackendKey;
@@ -59,6 +59,9 @@ pub struct BackendRecoveryState<K = BackendKey, S = RandomState> {
     policy: BackendRecoveryPolicy,
     epoch: Epoch,
     cells: Table<K, Cell, S>,
+    /// Loom builds only: crashes update cells by load-then-store, for the teeth model.
+    #[cfg(loom)]
+    broken_cell_updates: bool,
 }
 
 impl<K: Hash + Eq> BackendRecoveryState<K, RandomState> {
@@ -86,7 +89,18 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             policy: policy.normalized(),
             epoch: Epoch::before(Instant::now()),
             cells: Table::with_hasher(hasher),
+            #[cfg(loom)]
+            broken_cell_updates: false,
         }
+    }
+
+    /// The same state with a deliberately broken cell update (load, then store, no
+    /// compare-and-swap), which the loom teeth model must catch. Loom builds only.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_broken_cell_updates(mut self) -> Self {
+        self.broken_cell_updates = true;
+        self
     }
 
     /// Records one observed crash of `key` at `now` and returns the recovery decision.
@@ -99,13 +113,27 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let now = self.epoch.ticks(now);
         let crash = |word| cell::crash(word, now, &self.policy);
         // Known key: update its cell in place under the shard's read guard.
-        if let Some(decision) = self.cells.read(&key, |cell| cell.update(crash)) {
+        if let Some(decision) = self.cells.read(&key, |cell| self.update_cell(cell, crash)) {
             return decision;
         }
         // New key: insert under the write guard. Another thread may have inserted it since the
         // lookup; the upsert then updates that cell, so neither crash is lost.
         self.cells
-            .upsert(key, Cell::vacant, |cell| cell.update(crash))
+            .upsert(key, Cell::vacant, |cell| self.update_cell(cell, crash))
+    }
+
+    /// Applies a crash's transition to `cell` by compare-and-swap (or, in a loom build told to
+    /// break it, by the load-then-store the teeth model must catch).
+    fn update_cell(
+        &self,
+        cell: &Cell,
+        transition: impl FnMut(Word) -> (Word, BackendRecoveryDecision),
+    ) -> BackendRecoveryDecision {
+        #[cfg(loom)]
+        if self.broken_cell_updates {
+            return cell.update_without_cas(transition);
+        }
+        cell.update(transition)
     }
 
     /// Forgets `key` after the backend was verified healthy: its next crash is a first crash.

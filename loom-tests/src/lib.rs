@@ -1,1 +1,28 @@
-//! Shared helpers for the loom models live in `tests/`; this library is empty on purpose.
+//! Shared pieces of the loom models of `backend-recovery`'s concurrent protocol.
+//!
+//! The models themselves are in `tests/`, one file per property, each gated by `#![cfg(loom)]`;
+//! run them with `loom-tests/run.sh`. This crate gives them:
+//!
+//! - [`Reference`]: the spec as a sequential model, independent of the crate's packed word;
+//! - [`Scenario`]: operations per thread, every sequential order of them replayed on the
+//!   reference, and `Scenario::check`, which runs them on the real state under loom and
+//!   requires each interleaving's history to equal a sequential one;
+//! - [`fixed_state`] and [`one_shard_state`]: states whose keys land in the same shard in
+//!   every run (loom replays the program and must see the same one each time);
+//! - `run_model` (loom builds only): the one way a model enters loom.
+//!
+//! Everything but the loom parts also builds, and is unit-tested, in a plain `cargo test`.
+
+mod hashers;
+#[cfg(loom)]
+mod model;
+mod reference;
+mod scenario;
+
+#[cfg(loom)]
+pub use hashers::broken_state;
+pub use hashers::{ConstantHasher, FixedHasher, OneShard, fixed_state, one_shard_state};
+#[cfg(loom)]
+pub use model::run_model;
+pub use reference::Reference;
+pub use scenario::{BACKOFF, History, Key, Op, Outcome, Scenario, WINDOW, model_policy};

@@ -1,0 +1,36 @@
+//! [`run_model`]: the one way every model enters loom.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Runs `f` in every interleaving loom explores, printing the model's name, the bound and what
+/// was explored.
+///
+/// The builder comes from `loom::model::Builder::new()`, which reads loom's environment itself:
+/// `LOOM_MAX_PREEMPTIONS` bounds the preemptions per interleaving (unset means unbounded, which
+/// is why `run.sh` sets 2), and `LOOM_MAX_BRANCHES`, `LOOM_MAX_DURATION`, `LOOM_LOG` and
+/// `LOOM_LOCATION` work as loom documents them.
+pub fn run_model<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let builder = loom::model::Builder::new();
+    let bound = builder
+        .preemption_bound
+        .map_or_else(|| "unbounded".to_string(), |bound| bound.to_string());
+    println!("loom model `{name}`: exploring, preemption bound {bound}");
+    // A std counter, invisible to loom on purpose: it only counts the interleavings.
+    let interleavings = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&interleavings);
+    let started = Instant::now();
+    builder.check(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    println!(
+        "loom model `{name}`: passed, {} interleavings in {:.2?}",
+        interleavings.load(Ordering::Relaxed),
+        started.elapsed()
+    );
+}

@@ -1,0 +1,113 @@
+//! Model 2: `record_crash` racing `record_success` on the same key.
+//!
+//! `record_success` removes the entry under the shard's write guard while the crash either
+//! inserts (write guard) or updates the cell in place (read guard). Whichever wins, the result
+//! must be one of the two sequential orders, and the state left behind must be that order's:
+//! no crash recorded into a removed cell, no entry resurrected with stale counts.
+#![cfg(loom)]
+
+use std::time::{Duration, Instant};
+
+use backend_recovery::BackendRecoveryStatus;
+use backend_recovery_loom_tests::{History, Key, Op, Scenario, fixed_state, model_policy};
+
+const KEY: Key = "indexer";
+
+/// Property of model 2: the final `status` and `len` agree with the crash's decision in the
+/// order it implies. Success last: no entry, `Healthy`. Crash last: one entry that has just
+/// crashed once in a fresh window (`Recovering`, answered by a `Retry`).
+fn final_state_agrees_with_the_order(history: &History) {
+    let decision = history.decision(0, 0);
+    let status = history.final_status(0);
+    if history.len == 0 {
+        assert_eq!(status, &BackendRecoveryStatus::Healthy, "{history:#?}");
+    } else {
+        assert_eq!(history.len, 1, "{history:#?}");
+        assert!(
+            decision.is_retry(),
+            "a crash after the success must be a first crash: {history:#?}"
+        );
+        assert!(
+            matches!(
+                status,
+                BackendRecoveryStatus::Recovering {
+                    crashes_in_window: 1,
+                    ..
+                }
+            ),
+            "{history:#?}"
+        );
+    }
+}
+
+// Model 2: a first crash (insert under the write guard) racing the key's removal.
+#[test]
+fn crash_of_a_new_key_races_success() {
+    let at = Instant::now();
+    Scenario::new(model_policy())
+        .thread([Op::Crash(KEY, at)])
+        .thread([Op::Success(KEY)])
+        .after([Op::Status(KEY, at)])
+        .check(
+            "model 2: crash of a new key vs success",
+            fixed_state,
+            final_state_agrees_with_the_order,
+        );
+}
+
+// Model 2: a second crash (CAS under the read guard) racing the key's removal. Crash first:
+// refused, then forgotten. Success first: the crash is a first crash again and retries.
+#[test]
+fn crash_of_a_known_key_races_success() {
+    let base = Instant::now();
+    let at = base + Duration::from_millis(400);
+    Scenario::new(model_policy())
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Crash(KEY, at)])
+        .thread([Op::Success(KEY)])
+        .after([Op::Status(KEY, at)])
+        .check(
+            "model 2: crash of a known key vs success",
+            fixed_state,
+            |history| {
+                final_state_agrees_with_the_order(history);
+                // Refused exactly when the crash came first and the success then removed it.
+                assert_eq!(
+                    history.decision(0, 0).is_retry(),
+                    history.len == 1,
+                    "{history:#?}"
+                );
+            },
+        );
+}
+
+// Model 2 with three threads: two crashes of a known key race its removal. The success may
+// come before, between or after them; the key is left with none, one or two crashes
+// accordingly, and never with a crash counted in a removed entry.
+#[test]
+fn two_crashes_race_success() {
+    let base = Instant::now();
+    let at = base + Duration::from_millis(400);
+    Scenario::new(model_policy())
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Crash(KEY, at)])
+        .thread([Op::Crash(KEY, at)])
+        .thread([Op::Success(KEY)])
+        .after([Op::Status(KEY, at)])
+        .check(
+            "model 2: two crashes of a known key vs success, 3 threads",
+            fixed_state,
+            |history| {
+                // No window closes at `at`: an entry is left exactly when the status sees one.
+                let healthy = history.final_status(0) == &BackendRecoveryStatus::Healthy;
+                assert_eq!(history.len == 0, healthy, "{history:#?}");
+                // Whatever the order, the two concurrent crashes share one window's retry.
+                let retries = history
+                    .thread_decisions()
+                    .iter()
+                    .filter(|d| d.is_retry())
+                    .count();
+                assert!(retries <= 1, "{history:#?}");
+            },
+        );
+}

@@ -1,0 +1,121 @@
+//! Model 5: `status` racing a crash never reports a state that no sequential order produces.
+//!
+//! `status` only loads the cell under the shard's read guard, so it sees the word before or
+//! after the crash's compare-and-swap, never a mix. `Scenario::check` asserts exactly that: the
+//! status answered, together with the crash's decision, equals the history of one sequential
+//! order (status first, or crash first), replayed on the reference.
+#![cfg(loom)]
+
+use std::time::{Duration, Instant};
+
+use backend_recovery::BackendRecoveryStatus;
+use backend_recovery_loom_tests::{
+    History, Key, Op, Outcome, Scenario, WINDOW, fixed_state, model_policy,
+};
+
+const KEY: Key = "indexer";
+
+/// Property of model 5, beyond linearizability: a gate check that sees the backend
+/// unavailable is consistent with a refused crash, so it can never report `Unavailable` while
+/// every crash so far (setup included) was granted a retry.
+fn unavailable_only_after_a_refusal(history: &History) {
+    let refused = history
+        .crashes_of(KEY)
+        .iter()
+        .any(|(_, decision)| !decision.is_retry());
+    for (_, outcome) in history.threads.iter().flatten() {
+        if let Outcome::Reported(status) = outcome {
+            assert!(
+                status.is_available() || refused,
+                "status reported Unavailable with no refused crash: {history:#?}"
+            );
+        }
+    }
+}
+
+// Model 5: the gate check of a key whose first crash is being recorded: `Healthy` (before) or
+// `Recovering` for the whole window (after).
+#[test]
+fn status_races_the_first_crash() {
+    let at = Instant::now();
+    Scenario::new(model_policy())
+        .thread([Op::Crash(KEY, at)])
+        .thread([Op::Status(KEY, at)])
+        .after([Op::Status(KEY, at)])
+        .check(
+            "model 5: status vs first crash",
+            fixed_state,
+            unavailable_only_after_a_refusal,
+        );
+}
+
+// Model 5: the gate check during the crash that spends the window's budget: `Recovering`
+// (before) or `Unavailable` with the rest of the window (after), both at the check's instant.
+#[test]
+fn status_races_the_refused_crash() {
+    let base = Instant::now();
+    Scenario::new(model_policy())
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Crash(KEY, base + Duration::from_millis(400))])
+        .thread([Op::Status(KEY, base + Duration::from_millis(200))])
+        .after([Op::Status(KEY, base + Duration::from_millis(400))])
+        .check("model 5: status vs refused crash", fixed_state, |history| {
+            unavailable_only_after_a_refusal(history);
+            assert!(
+                !history.final_status(0).is_available(),
+                "the refused crash must leave the key unavailable: {history:#?}"
+            );
+        });
+}
+
+// Model 5: the gate check when the window has just closed and a crash opens the next one:
+// `Healthy` (before) or `Recovering` for the whole new window (after), never `Unavailable`.
+#[test]
+fn status_races_the_crash_that_reopens_the_window() {
+    let base = Instant::now();
+    let end = base + WINDOW;
+    Scenario::new(model_policy())
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Crash(KEY, end)])
+        .thread([Op::Status(KEY, end)])
+        .after([Op::Status(KEY, end)])
+        .check(
+            "model 5: status vs crash reopening the window",
+            fixed_state,
+            |history| {
+                unavailable_only_after_a_refusal(history);
+                let seen = match &history.threads[1][0].1 {
+                    Outcome::Reported(status) => status,
+                    other => panic!("not a status: {other:?}"),
+                };
+                assert!(
+                    matches!(
+                        seen,
+                        BackendRecoveryStatus::Healthy
+                            | BackendRecoveryStatus::Recovering {
+                                crashes_in_window: 1,
+                                ..
+                            }
+                    ),
+                    "{history:#?}"
+                );
+            },
+        );
+}
+
+// Model 5 with three threads: two crashes and a gate check. The check may see zero, one or two
+// crashes, but only as some sequential order would report them.
+#[test]
+fn status_races_two_crashes() {
+    let at = Instant::now();
+    Scenario::new(model_policy())
+        .thread([Op::Crash(KEY, at)])
+        .thread([Op::Crash(KEY, at)])
+        .thread([Op::Status(KEY, at)])
+        .after([Op::Status(KEY, at)])
+        .check(
+            "model 5: status vs two crashes, 3 threads",
+            fixed_state,
+            unavailable_only_after_a_refusal,
+        );
+}
