@@ -15,6 +15,10 @@
 //!
 //! A window is closed once `now - window_start >= budget_window`; a `now` before the window
 //! start counts as zero elapsed, as in the spec.
+//!
+//! Beside its word, a cell remembers the last crash report counted by incarnation (see
+//! [`Cell::report_crash`]). That part is not atomic: it is reached only through `&mut Cell`,
+//! that is under the table's write guard, so the type system keeps it exclusive.
 
 use std::time::Duration;
 
@@ -73,6 +77,12 @@ impl Word {
         self.0 >> CRASH_BITS
     }
 
+    /// The same window with no crash counted: decides like a vacant word, but keeps the window's
+    /// start so that the entry expires when the window it stood for would have.
+    fn without_crashes(self) -> Self {
+        Word::new(self.window_start(), 0)
+    }
+
     /// `(window_start, crashes)` if a window is open at `now`; `None` if vacant or closed.
     fn open_window(self, now: u64, policy: &BackendRecoveryPolicy) -> Option<(u64, u32)> {
         let crashes = self.crashes();
@@ -119,6 +129,50 @@ pub(crate) fn crash(
     (Word::new(start, crashes), decision)
 }
 
+/// Whether `word`'s window started at least `after` before `now`. With `after` at least the
+/// budget window, an expired word decides exactly like a missing one at `now` and later.
+pub(crate) fn expired(word: Word, now: u64, after: Duration) -> bool {
+    elapsed(word.window_start(), now) >= after
+}
+
+/// How long until [`expired`] turns true for `word`.
+pub(crate) fn time_until_expired(word: Word, now: u64, after: Duration) -> Duration {
+    after.saturating_sub(elapsed(word.window_start(), now))
+}
+
+/// The last crash report a cell counted by incarnation, and what it was answered.
+#[derive(Clone, Debug)]
+struct CountedReport {
+    incarnation: u64,
+    at: u64,
+    decision: BackendRecoveryDecision,
+}
+
+impl CountedReport {
+    /// The answer for a duplicate of this report at `now`: the same kind and attempt, with the
+    /// retry-after shortened by the time since the counted report, so that both point at the
+    /// same moment.
+    fn replay(&self, now: u64) -> BackendRecoveryDecision {
+        let since = elapsed(self.at, now);
+        match self.decision.clone() {
+            BackendRecoveryDecision::Retry {
+                retry_after,
+                attempt,
+            } => BackendRecoveryDecision::Retry {
+                retry_after: retry_after.saturating_sub(since),
+                attempt,
+            },
+            BackendRecoveryDecision::Refuse {
+                reason,
+                retry_after,
+            } => BackendRecoveryDecision::Refuse {
+                reason,
+                retry_after: retry_after.saturating_sub(since),
+            },
+        }
+    }
+}
+
 /// What a gate check at `now` reports for `word`, consistent with what [`crash`] would answer.
 pub(crate) fn status(
     word: Word,
@@ -149,6 +203,8 @@ pub(crate) fn status(
 /// creation and removal are ordered by the table's shard locks, not by these operations.
 pub(crate) struct Cell {
     word: AtomicU64,
+    /// Boxed: most keys are never reported by incarnation, and a small cell keeps the map dense.
+    last_report: Option<Box<CountedReport>>,
 }
 
 impl Cell {
@@ -156,6 +212,7 @@ impl Cell {
     pub(crate) fn vacant() -> Self {
         Cell {
             word: AtomicU64::new(Word::VACANT.0),
+            last_report: None,
         }
     }
 
@@ -189,6 +246,48 @@ impl Cell {
                 Err(actual) => current = Word(actual),
             }
         }
+    }
+
+    /// Records a crash reported for `incarnation`, the backend's spawn generation, under the
+    /// shard's write guard (hence `&mut`).
+    ///
+    /// The first report of an incarnation newer than the last one counted is a crash like any
+    /// other; any other report is a duplicate (several workers saw the same death) or stale,
+    /// is not counted, and gets the counted report's answer replayed at `now`. Returns the
+    /// answer and whether the report was a duplicate.
+    pub(crate) fn report_crash(
+        &mut self,
+        incarnation: u64,
+        now: u64,
+        policy: &BackendRecoveryPolicy,
+    ) -> (BackendRecoveryDecision, bool) {
+        match &self.last_report {
+            Some(counted) if incarnation <= counted.incarnation => (counted.replay(now), true),
+            _ => {
+                // Exclusive access: the CAS cannot fail, but keeps one code path for the word.
+                let decision = self.update(|word| crash(word, now, policy));
+                self.last_report = Some(Box::new(CountedReport {
+                    incarnation,
+                    at: now,
+                    decision: decision.clone(),
+                }));
+                (decision, false)
+            }
+        }
+    }
+
+    /// Forgets the crashes after a verified success, under the shard's write guard. Returns
+    /// `true` if the whole entry can go; `false` if it must stay as a tombstone that remembers
+    /// the last incarnation counted, so that a late report of the dead incarnation is still a
+    /// duplicate rather than a new crash. The tombstone decides like a missing key and expires
+    /// with the window it stood for.
+    pub(crate) fn forget_crashes(&mut self) -> bool {
+        if self.last_report.is_none() {
+            return true;
+        }
+        let word = self.load();
+        self.word.store(word.without_crashes().0, Ordering::Relaxed);
+        false
     }
 
     /// The bug the loom teeth model must catch: [`update`](Self::update) with a plain store

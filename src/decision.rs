@@ -20,6 +20,7 @@ use std::time::Duration;
 /// assert!(!refuse.is_retry());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BackendRecoveryDecision {
     /// The broker may retry this backend once after `retry_after`.
     Retry {
@@ -60,9 +61,17 @@ impl BackendRecoveryDecision {
 /// Why a backend is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BackendRecoveryRefusalReason {
     /// The backend crashed again after its retry within the budget window.
     BackendUnavailable,
+    /// The backend is not tracked and the state is full (`max_entries`), even after purging.
+    ///
+    /// Failing closed is the safer default: a backend the state cannot track has no budget, so
+    /// granting it a retry would let it crash-loop without limit, and a flood of new keys
+    /// (version churn, or names a client controls) could otherwise grow memory without bound.
+    /// Backends already tracked keep their exact behaviour.
+    CapacityExhausted,
 }
 
 /// What a gate check sees for one backend: [`BackendRecoveryState::status`].
@@ -74,6 +83,7 @@ pub enum BackendRecoveryRefusalReason {
 /// [`BackendRecoveryState::status`]: crate::BackendRecoveryState::status
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BackendRecoveryStatus {
     /// Unknown to the state, or its last window has closed: serve it; a crash would be retried.
     Healthy,

@@ -11,6 +11,7 @@
 /// assert_ne!(private, BrokerInstanceKey::Shared);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BrokerInstanceKey {
     /// The broker shared by every client.
     Shared,
@@ -40,6 +41,7 @@ pub enum BrokerInstanceKey {
 /// assert_ne!(key, BackendKey::new(BrokerInstanceKey::Shared, "indexer", "1.5.0"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BackendKey {
     /// The broker instance the backend runs under.
     pub instance: BrokerInstanceKey,

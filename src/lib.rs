@@ -15,6 +15,8 @@
 //! - `cell.rs`: one backend's state as a packed 64-bit word, the pure transitions over it, and
 //!   the atomic cell that applies them by compare-and-swap;
 //! - `table.rs`: the sharded map of cells (dashmap) and its lock discipline;
+//! - `occupancy.rs`: the entry count, the optional cap, and when to purge by itself;
+//! - `metrics.rs`: per-thread counters of what was decided;
 //! - `state.rs`: [`BackendRecoveryState`], which ties them together;
 //! - `sync.rs`: the only door to atomics, locks and the map, swapped for loom's under
 //!   `--cfg loom`.
@@ -47,6 +49,8 @@ mod cell;
 mod decision;
 mod epoch;
 mod key;
+mod metrics;
+mod occupancy;
 mod policy;
 mod state;
 mod sync;
@@ -54,10 +58,11 @@ mod table;
 
 pub use decision::{BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus};
 pub use key::{BackendKey, BrokerInstanceKey};
+pub use metrics::BackendRecoveryMetrics;
 pub use policy::{
     BackendRecoveryPolicy, DEFAULT_RECOVERY_BUDGET_WINDOW, DEFAULT_RECOVERY_RETRY_BACKOFF,
 };
-pub use state::BackendRecoveryState;
+pub use state::{BackendRecoverySnapshotEntry, BackendRecoveryState};
 
 // The README's examples run as doctests.
 #[cfg(doctest)]

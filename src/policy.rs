@@ -34,6 +34,7 @@ const MINIMUM_DURATION: Duration = Duration::from_millis(1);
 /// assert_eq!(policy.budget_window, Duration::from_secs(10));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct BackendRecoveryPolicy {
     /// Delay reported before the one allowed retry should begin.

@@ -1,15 +1,30 @@
 //! [`BackendRecoveryState`]: the spec's state, shared by every worker thread through `&self`.
+//!
+//! Which guard each operation holds (see `table.rs` for the discipline):
+//!
+//! | operation                  | known key                      | new key                    |
+//! |----------------------------|--------------------------------|----------------------------|
+//! | `record_crash`             | read guard, CAS on the word    | write guard, insert        |
+//! | `record_crash_of`          | write guard                    | write guard, insert        |
+//! | `record_success`           | write guard, remove            | write guard, nothing       |
+//! | `status`                   | read guard, one load           | read guard                 |
+//! | `purge_expired`, automatic | each shard's write guard in turn                            |
+//! | `snapshot`                 | each shard's read guard in turn                             |
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cell::{self, Cell, Word};
-use crate::decision::{BackendRecoveryDecision, BackendRecoveryStatus};
+use crate::decision::{
+    BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
+};
 use crate::epoch::Epoch;
 use crate::key::BackendKey;
+use crate::metrics::{BackendRecoveryMetrics, Counter, Metrics};
+use crate::occupancy::Occupancy;
 use crate::policy::BackendRecoveryPolicy;
 use crate::table::Table;
 
@@ -23,7 +38,13 @@ use crate::table::Table;
 ///
 /// Every method takes `&self`: put the state in an `Arc` (or a `static`) and call it from any
 /// number of worker threads. Keys are sharded; a crash of a backend that already has an entry
-/// takes no exclusive lock.
+/// takes no exclusive lock, and a gate check ([`status`](Self::status)) only loads.
+///
+/// Beyond the spec: [`record_crash_of`](Self::record_crash_of) counts the reports of one crash
+/// seen by several workers once; entries whose window has passed are purged by themselves, so
+/// memory stays bounded (see [`len`](Self::len)), and [`with_max_entries`](Self::with_max_entries)
+/// caps it; [`snapshot`](Self::snapshot) and [`metrics`](Self::metrics) show what it holds and
+/// what it decided.
 ///
 /// # Examples
 ///
@@ -59,9 +80,21 @@ pub struct BackendRecoveryState<K = BackendKey, S = RandomState> {
     policy: BackendRecoveryPolicy,
     epoch: Epoch,
     cells: Table<K, Cell, S>,
+    occupancy: Occupancy,
+    metrics: Metrics,
     /// Loom builds only: crashes update cells by load-then-store, for the teeth model.
     #[cfg(loom)]
     broken_cell_updates: bool,
+}
+
+/// One tracked key and its status, from [`BackendRecoveryState::snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BackendRecoverySnapshotEntry<K> {
+    /// The backend's key.
+    pub key: K,
+    /// Its status at the snapshot's instant.
+    pub status: BackendRecoveryStatus,
 }
 
 impl<K: Hash + Eq> BackendRecoveryState<K, RandomState> {
@@ -89,9 +122,29 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             policy: policy.normalized(),
             epoch: Epoch::before(Instant::now()),
             cells: Table::with_hasher(hasher),
+            occupancy: Occupancy::new(usize::MAX),
+            metrics: Metrics::enabled(),
             #[cfg(loom)]
             broken_cell_updates: false,
         }
+    }
+
+    /// The same state, holding at most `max_entries` keys.
+    ///
+    /// When it is full even after purging expired entries, a crash of a key it does not track
+    /// is refused with [`BackendRecoveryRefusalReason::CapacityExhausted`] (see there why failing
+    /// closed is the default), carrying the time until the first entry can be purged, or the
+    /// budget window if none can. Keys already tracked keep their exact behaviour. A cap of 0
+    /// refuses every crash.
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.occupancy = Occupancy::new(max_entries);
+        self
+    }
+
+    /// The same state without counters: [`metrics`](Self::metrics) then reads all zeros.
+    pub fn without_metrics(mut self) -> Self {
+        self.metrics = Metrics::disabled();
+        self
     }
 
     /// The same state with a deliberately broken cell update (load, then store, no
@@ -108,41 +161,83 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// The first crash in a budget window is granted a retry after the backoff; a later crash
     /// in the same window is refused with the rest of the window as its retry-after. A crash at
     /// or after the window's end opens a new window. A `now` earlier than the window's start
-    /// counts as no time elapsed.
+    /// counts as no time elapsed. Every call counts, as in the spec; when several workers may
+    /// report one death, use [`record_crash_of`](Self::record_crash_of).
     pub fn record_crash(&self, key: K, now: Instant) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
         let crash = |word| cell::crash(word, now, &self.policy);
         // Known key: update its cell in place under the shard's read guard.
-        if let Some(decision) = self.cells.read(&key, |cell| self.update_cell(cell, crash)) {
-            return decision;
-        }
-        // New key: insert under the write guard. Another thread may have inserted it since the
-        // lookup; the upsert then updates that cell, so neither crash is lost.
-        self.cells
-            .upsert(key, Cell::vacant, |cell| self.update_cell(cell, crash))
+        let decision = match self.cells.read(&key, |cell| self.update_cell(cell, crash)) {
+            Some(decision) => decision,
+            // New key: insert under the write guard. Another thread may have inserted it since
+            // the lookup; the upsert then updates that cell, so neither crash is lost.
+            None => self.upsert(key, now, |cell| self.update_cell(cell, crash)),
+        };
+        self.count(&decision);
+        decision
     }
 
-    /// Applies a crash's transition to `cell` by compare-and-swap (or, in a loom build told to
-    /// break it, by the load-then-store the teeth model must catch).
-    fn update_cell(
+    /// Records a crash of `key` reported for `incarnation`, a number the broker increases with
+    /// each spawn of that backend, so that the reports of one death count once.
+    ///
+    /// The first report of an incarnation newer than the last one counted for `key` counts as a
+    /// crash, exactly as [`record_crash`](Self::record_crash). Any other report is a duplicate
+    /// (every worker connected to a backend sees it die) or stale: it is not counted, and gets
+    /// the decision already made for that crash, of the same kind and attempt, with the
+    /// retry-after measured from `now`. After [`record_success`](Self::record_success) the key
+    /// keeps remembering its last incarnation until its window would have closed, so a late
+    /// report of the dead incarnation is still a duplicate.
+    ///
+    /// Comparing the incarnation and counting the crash must be one step, which a 64-bit word
+    /// cannot hold; this method therefore takes the shard's write guard. Reports are rare next
+    /// to gate checks, which stay read-only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// // Three workers see incarnation 7 die: one crash.
+    /// assert!(state.record_crash_of("indexer", 7, now).is_retry());
+    /// assert!(state.record_crash_of("indexer", 7, now).is_retry());
+    /// assert!(state.record_crash_of("indexer", 7, now + Duration::from_millis(1)).is_retry());
+    /// // The respawned incarnation 8 dies too: the budget is spent.
+    /// assert!(!state.record_crash_of("indexer", 8, now + Duration::from_secs(1)).is_retry());
+    /// assert_eq!(state.metrics().duplicates_coalesced, 2);
+    /// ```
+    pub fn record_crash_of(
         &self,
-        cell: &Cell,
-        transition: impl FnMut(Word) -> (Word, BackendRecoveryDecision),
+        key: K,
+        incarnation: u64,
+        now: Instant,
     ) -> BackendRecoveryDecision {
-        #[cfg(loom)]
-        if self.broken_cell_updates {
-            return cell.update_without_cas(transition);
+        let now = self.epoch.ticks(now);
+        let (decision, duplicate) = self.upsert_report(key, now, |cell: &mut Cell| {
+            cell.report_crash(incarnation, now, &self.policy)
+        });
+        if duplicate {
+            self.metrics.add(Counter::DuplicatesCoalesced, 1);
+        } else {
+            self.count(&decision);
         }
-        cell.update(transition)
+        decision
     }
 
-    /// Forgets `key` after the backend was verified healthy: its next crash is a first crash.
+    /// Forgets the crashes of `key` after the backend was verified healthy: its next crash is a
+    /// first crash. (A key reported by incarnation stays as a tombstone until its window would
+    /// have closed; see [`record_crash_of`](Self::record_crash_of).)
     pub fn record_success<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.cells.remove(key);
+        if self.cells.remove_if(key, Cell::forget_crashes) {
+            self.occupancy.release(1);
+        }
+        self.metrics.add(Counter::Successes, 1);
     }
 
     /// What a gate check at `now` sees for `key`: serve it, or refuse it with a retry-after.
@@ -161,11 +256,28 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             .unwrap_or(BackendRecoveryStatus::Healthy)
     }
 
-    /// Number of keys with an entry, including entries whose window has closed.
+    /// Removes every entry whose budget window has closed at `now`, and returns how many.
     ///
-    /// While other threads insert or remove, the count is a sum over shards taken one by one.
+    /// An expired entry decides exactly like a missing one, so this changes no answer for any
+    /// later call whose instant is not before `now`. (Calls with earlier instants, which the
+    /// spec allows, could have found such an entry still open; automatic purging keeps a
+    /// window's margin for them.) Takes each shard's write guard in turn.
+    pub fn purge_expired(&self, now: Instant) -> usize {
+        self.purge(self.epoch.ticks(now), self.policy.budget_window)
+            .0
+    }
+
+    /// Number of keys with an entry, counting entries whose window has closed but that were not
+    /// purged yet.
+    ///
+    /// Bounded whatever the caller does: inserts purge by themselves, without a background
+    /// thread, once the count reaches `max(2 * E, E + 1024)`, where `E` is what survived the
+    /// previous automatic purge; that purge keeps the entries whose window started within two
+    /// budget windows of the crash that ran it. So `len()` stays at most about twice the number
+    /// of keys that crashed within the last two windows, plus 1024 and one per thread inserting
+    /// at once. Exact when no other thread is inserting or removing.
     pub fn len(&self) -> usize {
-        self.cells.len()
+        self.occupancy.len()
     }
 
     /// `true` if no key has an entry.
@@ -176,6 +288,161 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// The policy in force, with zero durations clamped.
     pub fn policy(&self) -> BackendRecoveryPolicy {
         self.policy
+    }
+
+    /// The cap set by [`with_max_entries`](Self::with_max_entries), if any.
+    pub fn max_entries(&self) -> Option<usize> {
+        Some(self.occupancy.max_entries()).filter(|&max| max != usize::MAX)
+    }
+
+    /// Every tracked key with its status at `now`, for admin endpoints and debugging.
+    ///
+    /// Each entry is read consistently; the whole is not one atomic cut: shards are read one
+    /// after another while other threads keep recording. Entries whose window has closed are
+    /// listed as `Healthy` until they are purged.
+    pub fn snapshot(&self, now: Instant) -> Vec<BackendRecoverySnapshotEntry<K>>
+    where
+        K: Clone,
+    {
+        let now = self.epoch.ticks(now);
+        let mut entries = Vec::with_capacity(self.len());
+        self.cells.for_each(|key, cell| {
+            entries.push(BackendRecoverySnapshotEntry {
+                key: key.clone(),
+                status: cell::status(cell.load(), now, &self.policy),
+            });
+        });
+        entries
+    }
+
+    /// What the state has decided since it was built (all zeros after
+    /// [`without_metrics`](Self::without_metrics)).
+    pub fn metrics(&self) -> BackendRecoveryMetrics {
+        self.metrics.read()
+    }
+
+    /// Applies a crash's transition to `cell` by compare-and-swap (or, in a loom build told to
+    /// break it, by the load-then-store the teeth model must catch).
+    fn update_cell(
+        &self,
+        cell: &Cell,
+        transition: impl FnMut(Word) -> (Word, BackendRecoveryDecision),
+    ) -> BackendRecoveryDecision {
+        #[cfg(loom)]
+        if self.broken_cell_updates {
+            return cell.update_without_cas(transition);
+        }
+        cell.update(transition)
+    }
+
+    /// Runs `apply` on `key`'s cell under the shard's write guard, inserting the key if needed;
+    /// a refusal for capacity if it cannot be inserted.
+    fn upsert(
+        &self,
+        key: K,
+        now: u64,
+        mut apply: impl FnMut(&mut Cell) -> BackendRecoveryDecision,
+    ) -> BackendRecoveryDecision {
+        match self.upsert_with_capacity(key, now, &mut apply) {
+            Ok(decision) => decision,
+            Err(retry_after) => BackendRecoveryDecision::Refuse {
+                reason: BackendRecoveryRefusalReason::CapacityExhausted,
+                retry_after,
+            },
+        }
+    }
+
+    /// [`upsert`](Self::upsert) for a report by incarnation, which also says if it was a
+    /// duplicate.
+    fn upsert_report(
+        &self,
+        key: K,
+        now: u64,
+        mut apply: impl FnMut(&mut Cell) -> (BackendRecoveryDecision, bool),
+    ) -> (BackendRecoveryDecision, bool) {
+        match self.upsert_with_capacity(key, now, &mut apply) {
+            Ok(answer) => answer,
+            Err(retry_after) => (
+                BackendRecoveryDecision::Refuse {
+                    reason: BackendRecoveryRefusalReason::CapacityExhausted,
+                    retry_after,
+                },
+                false,
+            ),
+        }
+    }
+
+    /// Inserts or updates under the write guard. A new key first reserves a place; if the
+    /// state is full, it purges and tries once more, and on failure returns the time until an
+    /// entry can next be purged. After an insert, runs the automatic purge if it is due.
+    fn upsert_with_capacity<R>(
+        &self,
+        key: K,
+        now: u64,
+        apply: &mut impl FnMut(&mut Cell) -> R,
+    ) -> Result<R, Duration> {
+        let vacant = || self.occupancy.try_reserve().then(Cell::vacant);
+        let (answer, inserted) = match self.cells.upsert(key, vacant, &mut *apply) {
+            Ok(done) => done,
+            Err(key) => {
+                // Full. A purge that cannot free a place yet is skipped: scanning the whole
+                // table on every refused crash would make a flood of new keys expensive.
+                if let Some(ticks) = self.occupancy.ticks_until_purge_can_free(now) {
+                    return Err(Duration::from_nanos(ticks));
+                }
+                // No guard is held here, so purging cannot deadlock with this insert.
+                let (_, soonest) = self.purge(now, self.automatic_purge_age());
+                let wait = soonest.unwrap_or(self.policy.budget_window);
+                let wait_ticks = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+                self.occupancy
+                    .no_purge_before(now.saturating_add(wait_ticks));
+                self.cells
+                    .upsert(key, vacant, &mut *apply)
+                    .map_err(|_| wait)?
+            }
+        };
+        if inserted && self.occupancy.claim_purge() {
+            self.purge(now, self.automatic_purge_age());
+            self.occupancy.purged();
+        }
+        Ok(answer)
+    }
+
+    /// Automatic purges keep entries whose window started within two budget windows of `now`:
+    /// expired entries decide like missing ones, and the extra window keeps that true for other
+    /// threads whose instants run up to a window behind the purging thread's.
+    fn automatic_purge_age(&self) -> Duration {
+        self.policy.budget_window.saturating_mul(2)
+    }
+
+    /// Removes entries whose window started at least `age` before `now`. Returns how many, and
+    /// the time until the first survivor would be removed by the same rule.
+    fn purge(&self, now: u64, age: Duration) -> (usize, Option<Duration>) {
+        let mut soonest: Option<Duration> = None;
+        let removed = self.cells.retain(|_, cell| {
+            let word = cell.load();
+            let expired = cell::expired(word, now, age);
+            if !expired {
+                let until = cell::time_until_expired(word, now, age);
+                soonest = Some(soonest.map_or(until, |s| s.min(until)));
+            }
+            !expired
+        });
+        self.occupancy.release(removed);
+        self.metrics.add(Counter::EntriesPurged, removed as u64);
+        (removed, soonest)
+    }
+
+    fn count(&self, decision: &BackendRecoveryDecision) {
+        let counter = match decision {
+            BackendRecoveryDecision::Retry { .. } => Counter::RetriesGranted,
+            BackendRecoveryDecision::Refuse {
+                reason: BackendRecoveryRefusalReason::CapacityExhausted,
+                ..
+            } => Counter::CapacityRefusals,
+            BackendRecoveryDecision::Refuse { .. } => Counter::Refusals,
+        };
+        self.metrics.add(counter, 1);
     }
 }
 
@@ -188,6 +455,8 @@ where
         f.debug_struct("BackendRecoveryState")
             .field("policy", &self.policy)
             .field("len", &self.len())
+            .field("max_entries", &self.max_entries())
+            .field("metrics", &self.metrics)
             .finish_non_exhaustive()
     }
 }
@@ -248,5 +517,37 @@ mod tests {
             drop(guard);
             assert!(new.recv().unwrap().is_retry());
         });
+    }
+
+    /// The entry count the state keeps by itself agrees with the table after inserts, a
+    /// success, a tombstone, a capacity refusal and purges.
+    #[test]
+    fn entry_count_matches_the_table() {
+        let now = Instant::now();
+        let window = Duration::from_secs(1);
+        let state = BackendRecoveryState::<u32>::with_policy(BackendRecoveryPolicy::new(
+            Duration::from_millis(1),
+            window,
+        ))
+        .with_max_entries(3_000);
+        for key in 0..2_500 {
+            state.record_crash(key, now + Duration::from_millis(u64::from(key)));
+            assert_eq!(state.len(), state.cells.len());
+        }
+        state.record_success(&0);
+        state.record_crash_of(1, 9, now);
+        state.record_success(&1);
+        assert_eq!(state.len(), state.cells.len());
+        let late = now + Duration::from_secs(5);
+        let before = state.len();
+        let removed = state.purge_expired(late);
+        assert!(removed > 0);
+        assert_eq!(state.len(), before - removed);
+        assert_eq!(state.len(), state.cells.len());
+        for key in 10_000..20_000 {
+            state.record_crash(key, late);
+        }
+        assert_eq!(state.len(), state.cells.len());
+        assert_eq!(state.len(), 3_000);
     }
 }

@@ -1,11 +1,12 @@
 //! Where the cells live: a sharded map with a closure-based API, so no guard ever escapes.
 //!
 //! Lock discipline, the same for both implementations below:
-//! - [`Table::read`] runs its closure under the key's shard **read** guard: lookups and cell
-//!   updates by compare-and-swap, many threads at once, even on one key;
-//! - [`Table::upsert`], [`Table::remove`] and [`Table::retain`] take a shard's **write** guard,
-//!   so a removal can never race a CAS on the cell it removes: no update is lost into a detached
-//!   cell;
+//! - [`Table::read`] and [`Table::for_each`] run their closures under a shard's **read** guard:
+//!   lookups and cell updates by compare-and-swap, many threads at once, even on one key;
+//! - [`Table::upsert`], [`Table::remove_if`] and [`Table::retain`] take a shard's **write**
+//!   guard and hand out `&mut V`: a removal can never race a CAS on the cell it removes (no
+//!   update is lost into a detached cell), and whatever a cell keeps outside its atomic word is
+//!   only ever touched exclusively;
 //! - at most one guard is held at a time (dashmap deadlocks if a thread takes a second guard on
 //!   a shard it already holds), which the closures enforce: each guard ends with its call.
 //!
@@ -17,6 +18,7 @@ use std::hash::{BuildHasher, Hash};
 
 #[cfg(not(loom))]
 use crate::sync::DashMap;
+use crate::sync::MapEntry;
 
 /// A sharded map from keys to values that are updated in place through `&V`.
 pub(crate) struct Table<K, V, S> {
@@ -46,26 +48,55 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
         self.map.get(key).map(|value| f(value.value()))
     }
 
-    /// `f(value)` under the shard's write guard, inserting `vacant()` first if `key` is absent.
+    /// `f(value)` under the shard's write guard, inserting the value `vacant()` makes first if
+    /// `key` is absent; also says whether it inserted. If `vacant()` declines (`None`), nothing
+    /// is inserted and the key comes back.
     pub(crate) fn upsert<R>(
         &self,
         key: K,
-        vacant: impl FnOnce() -> V,
-        f: impl FnOnce(&V) -> R,
-    ) -> R {
-        f(self.map.entry(key).or_insert_with(vacant).value())
+        vacant: impl FnOnce() -> Option<V>,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<(R, bool), K> {
+        match self.map.entry(key) {
+            MapEntry::Occupied(mut entry) => Ok((f(entry.get_mut()), false)),
+            MapEntry::Vacant(entry) => match vacant() {
+                Some(value) => Ok((f(entry.insert(value).value_mut()), true)),
+                None => Err(entry.into_key()),
+            },
+        }
     }
 
-    /// Removes `key` under its shard's write guard; `true` if it was present.
-    pub(crate) fn remove<Q>(&self, key: &Q) -> bool
+    /// Under the shard's write guard, removes `key` if `f(value)` says so; `true` if removed.
+    pub(crate) fn remove_if<Q>(&self, key: &Q, f: impl FnOnce(&mut V) -> bool) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.remove(key).is_some()
+        self.map.remove_if_mut(key, |_, value| f(value)).is_some()
     }
 
-    /// Entries over all shards; not one atomic cut while other threads insert or remove.
+    /// Keeps the entries `keep` accepts, one shard's write guard at a time; returns how many
+    /// it removed.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
+        let mut removed = 0;
+        self.map.retain(|key, value| {
+            let kept = keep(key, value);
+            removed += usize::from(!kept);
+            kept
+        });
+        removed
+    }
+
+    /// `f` on every entry, one shard's read guard at a time: each entry is read consistently,
+    /// the whole is not one atomic cut.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+        for entry in self.map.iter() {
+            f(entry.key(), entry.value());
+        }
+    }
+
+    /// Entries over all shards, counted shard by shard: lets tests check the state's count.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
@@ -83,6 +114,12 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
 }
 
 #[cfg(loom)]
+type Shard<K, V, S> = crate::sync::RwLock<crate::sync::HashMap<K, V, S>>;
+
+#[cfg(loom)]
+const POISONED: &str = "no model panics while holding a guard";
+
+#[cfg(loom)]
 impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
     /// Few shards keep loom's state space small; models force two keys into one shard with a
     /// constant hasher.
@@ -95,10 +132,7 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
         Table { shards, hasher }
     }
 
-    fn shard<Q: Hash + ?Sized>(
-        &self,
-        key: &Q,
-    ) -> &crate::sync::RwLock<crate::sync::HashMap<K, V, S>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V, S> {
         // Truncation is fine: only the low bits pick a shard.
         &self.shards[self.hasher.hash_one(key) as usize % Self::SHARDS]
     }
@@ -108,47 +142,56 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let guard = self
-            .shard(key)
-            .read()
-            .expect("no model panics while holding a guard");
+        let guard = self.shard(key).read().expect(POISONED);
         guard.get(key).map(f)
     }
 
     pub(crate) fn upsert<R>(
         &self,
         key: K,
-        vacant: impl FnOnce() -> V,
-        f: impl FnOnce(&V) -> R,
-    ) -> R {
-        let mut guard = self
-            .shard(&key)
-            .write()
-            .expect("no model panics while holding a guard");
-        f(guard.entry(key).or_insert_with(vacant))
+        vacant: impl FnOnce() -> Option<V>,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Result<(R, bool), K> {
+        let mut guard = self.shard(&key).write().expect(POISONED);
+        match guard.entry(key) {
+            MapEntry::Occupied(mut entry) => Ok((f(entry.get_mut()), false)),
+            MapEntry::Vacant(entry) => match vacant() {
+                Some(value) => Ok((f(entry.insert(value)), true)),
+                None => Err(entry.into_key()),
+            },
+        }
     }
 
-    pub(crate) fn remove<Q>(&self, key: &Q) -> bool
+    pub(crate) fn remove_if<Q>(&self, key: &Q, f: impl FnOnce(&mut V) -> bool) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut guard = self
-            .shard(key)
-            .write()
-            .expect("no model panics while holding a guard");
-        guard.remove(key).is_some()
+        let mut guard = self.shard(key).write().expect(POISONED);
+        if guard.get_mut(key).is_some_and(f) {
+            guard.remove(key);
+            true
+        } else {
+            false
+        }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                shard
-                    .read()
-                    .expect("no model panics while holding a guard")
-                    .len()
-            })
-            .sum()
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut guard = shard.write().expect(POISONED);
+            let before = guard.len();
+            guard.retain(|key, value| keep(key, value));
+            removed += before - guard.len();
+        }
+        removed
+    }
+
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+        for shard in self.shards.iter() {
+            for (key, value) in shard.read().expect(POISONED).iter() {
+                f(key, value);
+            }
+        }
     }
 }
