@@ -111,3 +111,108 @@ proptest! {
         }
     }
 }
+
+/// The instant each operation of a history runs at; purges run no later than any operation after
+/// them, which is `purge_expired`'s contract.
+fn purge_instants(base: Instant, window: Duration, ops: &[(Op, bool)]) -> Vec<Option<Instant>> {
+    let mut earliest_after: Option<Instant> = None;
+    let mut instants = vec![None; ops.len()];
+    for (i, (op, purge_before)) in ops.iter().enumerate().rev() {
+        let at = match op {
+            Op::Crash(_, at) | Op::Status(_, at) => Some(instant(base, window, *at)),
+            Op::Success(_) => None,
+        };
+        if let Some(at) = at {
+            earliest_after = Some(earliest_after.map_or(at, |e| e.min(at)));
+        }
+        if *purge_before {
+            instants[i] = Some(earliest_after.unwrap_or(base));
+        }
+    }
+    instants
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    /// `purge_expired` at random points of random histories never changes any decision or
+    /// status: the crate with purges still agrees with the reference model, which never purges.
+    #[test]
+    fn purging_never_changes_a_decision(
+        backoff in duration(),
+        window in duration(),
+        ops in prop::collection::vec((op(), prop::bool::weighted(0.3)), 1..40),
+    ) {
+        let base = Instant::now();
+        let policy = BackendRecoveryPolicy::new(backoff, window);
+        let state = BackendRecoveryState::<u8>::with_policy(policy);
+        let mut model = ReferenceModel::<u8>::new(policy);
+        let window = state.policy().budget_window;
+        let purges = purge_instants(base, window, &ops);
+
+        for (step, ((op, _), purge)) in ops.into_iter().zip(purges).enumerate() {
+            if let Some(at) = purge {
+                state.purge_expired(at);
+            }
+            match op {
+                Op::Crash(key, at) => {
+                    let now = instant(base, window, at);
+                    prop_assert_eq!(
+                        state.record_crash(key, now),
+                        model.record_crash(key, now),
+                        "crash of key {} at step {}", key, step
+                    );
+                }
+                Op::Success(key) => {
+                    state.record_success(&key);
+                    model.record_success(&key);
+                }
+                Op::Status(key, at) => {
+                    let now = instant(base, window, at);
+                    prop_assert_eq!(
+                        state.status(&key, now),
+                        model.status(&key, now),
+                        "status of key {} at step {}", key, step
+                    );
+                }
+            }
+            prop_assert!(state.len() <= model.len());
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Automatic purging never changes a decision while instants run at most a window behind
+    /// the latest one seen: thousands of keys (so purges run), crashes and checks at a steadily
+    /// advancing clock with random backward jitter, against the reference model.
+    #[test]
+    fn automatic_purging_never_changes_a_decision(
+        window_ms in 1u64..2_000,
+        keys in 1_500u32..4_000,
+        ops in prop::collection::vec((any::<u32>(), 0u32..=1_000_000, any::<bool>()), 6_000),
+    ) {
+        let base = Instant::now();
+        let window = Duration::from_millis(window_ms);
+        let policy = BackendRecoveryPolicy::new(Duration::from_millis(5), window);
+        let state = BackendRecoveryState::<u32>::with_policy(policy);
+        let mut model = ReferenceModel::<u32>::new(policy);
+        // The clock crosses about 30 windows over the history.
+        let tick = window * 30 / ops.len() as u32;
+        let mut latest = base;
+        for (i, (key, lag_millionths, is_crash)) in ops.into_iter().enumerate() {
+            let key = key % keys;
+            latest = latest.max(base + tick * i as u32);
+            // Strictly less than one window behind the latest instant.
+            let lag = (window - Duration::from_nanos(1)) * lag_millionths / 1_000_000;
+            let now = latest - lag;
+            if is_crash {
+                prop_assert_eq!(state.record_crash(key, now), model.record_crash(key, now));
+            } else {
+                prop_assert_eq!(state.status(&key, now), model.status(&key, now));
+            }
+        }
+        prop_assert!(state.metrics().entries_purged > 0, "no automatic purge ran");
+    }
+}

@@ -2,6 +2,7 @@
 //! independent reference model, and a real-thread stress test.
 
 mod differential;
+mod features;
 mod reference;
 mod spec_cases;
 mod stress;
