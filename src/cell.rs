@@ -8,10 +8,14 @@
 //! State machine of one word (`n` = crashes counted in the open window):
 //!
 //! ```text
-//!   vacant (n = 0) --crash--> n = 1, window opens at now        -> Retry
-//!   n >= 1, window open --crash--> n + 1 (saturating, see below) -> Refuse(rest of window)
-//!   n >= 1, window closed --crash--> n = 1, window opens at now  -> Retry
+//!   vacant (n = 0) --crash--> n = 1, window opens at now          -> Retry(attempt 1)
+//!   n >= 1, window open --crash--> n + 1 (saturating, see [`Word`]) -> Retry(attempt n + 1)
+//!                                      while n + 1 <= retries per window, else Refuse(rest)
+//!   n >= 1, window closed --crash--> n = 1, window opens at now    -> Retry(attempt 1)
 //! ```
+//!
+//! (With the spec's one retry per window, the second crash in a window is refused; with zero
+//! retries, every crash is.)
 //!
 //! A window is closed once `now - window_start >= budget_window`; a `now` before the window
 //! start counts as zero elapsed, as in the spec.
@@ -26,11 +30,8 @@ use crate::decision::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
 use crate::epoch::{MAX_TICK, TICK_BITS};
-use crate::policy::BackendRecoveryPolicy;
+use crate::policy::{BackendRecoveryPolicy, MAX_RETRIES_PER_WINDOW};
 use crate::sync::{AtomicU64, Ordering};
-
-/// Retries granted per budget window: the spec's one.
-const RETRIES_PER_WINDOW: u32 = 1;
 
 /// The packed state of one backend.
 ///
@@ -40,7 +41,7 @@ const RETRIES_PER_WINDOW: u32 = 1;
 /// | 4..64  | `window_start` | tick (ns since the state's epoch) of the crash that opened it    |
 ///
 /// Limits: `window_start` holds 60 bits, [`MAX_TICK`] ns or about 36.5 years from the epoch (see
-/// `epoch.rs`). `crashes` holds up to 15 but saturates at [`COUNT_CEILING`], one past the retries
+/// `epoch.rs`). `crashes` holds up to 15 but saturates at [`count_ceiling`], one past the retries
 /// a window allows: beyond that every crash is refused alike, so a larger count would change no
 /// decision. Saturating early also means that once a backend is refused, further crash reports
 /// leave the word unchanged and cost a load, not a write.
@@ -51,9 +52,12 @@ const CRASH_BITS: u32 = 64 - TICK_BITS;
 const CRASH_MASK: u64 = (1 << CRASH_BITS) - 1;
 
 /// The largest crash count a word stores; see [`Word`].
-const COUNT_CEILING: u32 = RETRIES_PER_WINDOW + 1;
+/// The largest crash count a word stores for `policy`; see [`Word`].
+fn count_ceiling(policy: &BackendRecoveryPolicy) -> u32 {
+    policy.retries_per_window.min(MAX_RETRIES_PER_WINDOW) + 1
+}
 const _: () = assert!(
-    COUNT_CEILING as u64 <= CRASH_MASK,
+    (MAX_RETRIES_PER_WINDOW as u64) < CRASH_MASK,
     "the crash count must fit its bits"
 );
 
@@ -63,7 +67,7 @@ impl Word {
 
     fn new(window_start: u64, crashes: u32) -> Self {
         debug_assert!(window_start <= MAX_TICK);
-        debug_assert!(crashes <= COUNT_CEILING);
+        debug_assert!(crashes <= MAX_RETRIES_PER_WINDOW + 1);
         Word((window_start << CRASH_BITS) | u64::from(crashes))
     }
 
@@ -106,18 +110,21 @@ fn elapsed(start: u64, now: u64) -> Duration {
 }
 
 /// The spec's `record_crash` as a pure function: the word after a crash at `now`, and the answer.
+/// `jitter_seed` is the key's [`jitter_seed`](crate::jitter_seed), or anything when the policy
+/// has no jitter.
 pub(crate) fn crash(
     word: Word,
     now: u64,
     policy: &BackendRecoveryPolicy,
+    jitter_seed: u64,
 ) -> (Word, BackendRecoveryDecision) {
     let (start, crashes) = match word.open_window(now, policy) {
-        Some((start, crashes)) => (start, (crashes + 1).min(COUNT_CEILING)),
+        Some((start, crashes)) => (start, (crashes + 1).min(count_ceiling(policy))),
         None => (now, 1),
     };
-    let decision = if crashes <= RETRIES_PER_WINDOW {
+    let decision = if crashes <= policy.retries_per_window {
         BackendRecoveryDecision::Retry {
-            retry_after: policy.retry_backoff,
+            retry_after: policy.retry_delay(crashes, jitter_seed),
             attempt: crashes,
         }
     } else {
@@ -183,7 +190,7 @@ pub(crate) fn status(
         return BackendRecoveryStatus::Healthy;
     };
     let remaining = policy.budget_window.saturating_sub(elapsed(start, now));
-    if crashes <= RETRIES_PER_WINDOW {
+    if crashes <= policy.retries_per_window {
         BackendRecoveryStatus::Recovering {
             crashes_in_window: crashes,
             window_remaining: remaining,
@@ -260,12 +267,13 @@ impl Cell {
         incarnation: u64,
         now: u64,
         policy: &BackendRecoveryPolicy,
+        jitter_seed: u64,
     ) -> (BackendRecoveryDecision, bool) {
         match &self.last_report {
             Some(counted) if incarnation <= counted.incarnation => (counted.replay(now), true),
             _ => {
                 // Exclusive access: the CAS cannot fail, but keeps one code path for the word.
-                let decision = self.update(|word| crash(word, now, policy));
+                let decision = self.update(|word| crash(word, now, policy, jitter_seed));
                 self.last_report = Some(Box::new(CountedReport {
                     incarnation,
                     at: now,
@@ -333,16 +341,16 @@ mod tests {
 
     #[test]
     fn word_round_trips_its_fields_at_the_limits() {
-        let word = Word::new(MAX_TICK, COUNT_CEILING);
+        let word = Word::new(MAX_TICK, MAX_RETRIES_PER_WINDOW + 1);
         assert_eq!(word.window_start(), MAX_TICK);
-        assert_eq!(word.crashes(), COUNT_CEILING);
+        assert_eq!(word.crashes(), MAX_RETRIES_PER_WINDOW + 1);
         assert_eq!(Word::new(0, 0), Word::VACANT);
     }
 
     #[test]
     fn first_crash_retries_then_refuses_for_the_rest_of_the_window() {
         let p = policy(75, 30_000);
-        let (word, first) = crash(Word::VACANT, 10 * MS, &p);
+        let (word, first) = crash(Word::VACANT, 10 * MS, &p, 0);
         assert_eq!(
             first,
             BackendRecoveryDecision::Retry {
@@ -350,17 +358,17 @@ mod tests {
                 attempt: 1
             }
         );
-        let (_, second) = crash(word, 2_010 * MS, &p);
+        let (_, second) = crash(word, 2_010 * MS, &p, 0);
         assert_eq!(second, refuse(Duration::from_secs(28)));
     }
 
     #[test]
     fn window_boundary_is_inclusive_and_reopens() {
         let p = policy(75, 1_000);
-        let (word, _) = crash(Word::VACANT, 0, &p);
-        let (word, just_inside) = crash(word, 1_000 * MS - 1, &p);
+        let (word, _) = crash(Word::VACANT, 0, &p, 0);
+        let (word, just_inside) = crash(word, 1_000 * MS - 1, &p, 0);
         assert_eq!(just_inside, refuse(Duration::from_nanos(1)));
-        let (word, at_boundary) = crash(word, 1_000 * MS, &p);
+        let (word, at_boundary) = crash(word, 1_000 * MS, &p, 0);
         assert!(at_boundary.is_retry());
         assert_eq!(word.window_start(), 1_000 * MS);
         assert_eq!(word.crashes(), 1);
@@ -369,9 +377,9 @@ mod tests {
     #[test]
     fn refused_word_stops_changing_once_saturated() {
         let p = policy(75, 1_000);
-        let (word, _) = crash(Word::VACANT, 0, &p);
-        let (word, _) = crash(word, MS, &p);
-        let (again, decision) = crash(word, 2 * MS, &p);
+        let (word, _) = crash(Word::VACANT, 0, &p, 0);
+        let (word, _) = crash(word, MS, &p, 0);
+        let (again, decision) = crash(word, 2 * MS, &p, 0);
         assert_eq!(again, word);
         assert_eq!(decision, refuse(Duration::from_millis(998)));
     }
@@ -379,8 +387,8 @@ mod tests {
     #[test]
     fn time_running_backwards_counts_as_zero_elapsed() {
         let p = policy(75, 1_000);
-        let (word, _) = crash(Word::VACANT, 500 * MS, &p);
-        let (word, earlier) = crash(word, 100 * MS, &p);
+        let (word, _) = crash(Word::VACANT, 500 * MS, &p, 0);
+        let (word, earlier) = crash(word, 100 * MS, &p, 0);
         assert_eq!(earlier, refuse(Duration::from_secs(1)));
         assert_eq!(word.window_start(), 500 * MS);
     }
@@ -389,7 +397,7 @@ mod tests {
     fn status_agrees_with_the_next_crash() {
         let p = policy(75, 1_000);
         assert_eq!(status(Word::VACANT, 0, &p), BackendRecoveryStatus::Healthy);
-        let (word, _) = crash(Word::VACANT, 0, &p);
+        let (word, _) = crash(Word::VACANT, 0, &p, 0);
         assert_eq!(
             status(word, 400 * MS, &p),
             BackendRecoveryStatus::Recovering {
@@ -397,7 +405,7 @@ mod tests {
                 window_remaining: Duration::from_millis(600),
             }
         );
-        let (word, refused) = crash(word, 400 * MS, &p);
+        let (word, refused) = crash(word, 400 * MS, &p, 0);
         assert_eq!(
             status(word, 400 * MS, &p).retry_after(),
             Some(refused.retry_after())
@@ -408,9 +416,9 @@ mod tests {
     #[test]
     fn duration_max_policy_decides_without_panicking() {
         let p = BackendRecoveryPolicy::new(Duration::MAX, Duration::MAX);
-        let (word, first) = crash(Word::VACANT, MAX_TICK, &p);
+        let (word, first) = crash(Word::VACANT, MAX_TICK, &p, 0);
         assert_eq!(first.retry_after(), Duration::MAX);
-        let (_, second) = crash(word, 0, &p);
+        let (_, second) = crash(word, 0, &p, 0);
         assert_eq!(second, refuse(Duration::MAX));
     }
 
@@ -418,8 +426,8 @@ mod tests {
     fn cell_update_applies_the_transition() {
         let p = policy(75, 1_000);
         let cell = Cell::vacant();
-        assert!(cell.update(|w| crash(w, 0, &p)).is_retry());
-        assert!(!cell.update(|w| crash(w, MS, &p)).is_retry());
+        assert!(cell.update(|w| crash(w, 0, &p, 0)).is_retry());
+        assert!(!cell.update(|w| crash(w, MS, &p, 0)).is_retry());
         assert_eq!(cell.load().crashes(), 2);
     }
 }

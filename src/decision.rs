@@ -22,7 +22,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BackendRecoveryDecision {
-    /// The broker may retry this backend once after `retry_after`.
+    /// The broker may retry this backend, once, after `retry_after`.
     Retry {
         /// Delay before the retry should begin.
         retry_after: Duration,
@@ -76,18 +76,20 @@ pub enum BackendRecoveryRefusalReason {
 
 /// What a gate check sees for one backend: [`BackendRecoveryState::status`].
 ///
-/// Each variant says what the next crash of the backend would be answered, at the same instant:
-/// `Healthy` and `Recovering` with retries left get a `Retry`, the others a `Refuse` carrying
-/// the same retry-after.
+/// Each variant says what the next crash of the backend would be answered at the same instant:
+/// after `Healthy`, a `Retry` with attempt 1 (a `Refuse` if the policy allows no retries);
+/// after `Recovering { crashes_in_window: n, .. }`, a `Retry` with attempt `n + 1` if the policy
+/// allows that many, else a `Refuse` with `window_remaining`; after `Unavailable`, a `Refuse`
+/// with the same `retry_after`.
 ///
 /// [`BackendRecoveryState::status`]: crate::BackendRecoveryState::status
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum BackendRecoveryStatus {
-    /// Unknown to the state, or its last window has closed: serve it; a crash would be retried.
+    /// Unknown to the state, or its last window has closed: serve it.
     Healthy,
-    /// Crashed within the open window and granted its retry: serve it while it recovers.
+    /// Crashed within the open window, every crash granted a retry: serve it while it recovers.
     Recovering {
         /// Crashes counted in the open window so far.
         crashes_in_window: u32,

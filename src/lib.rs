@@ -8,7 +8,7 @@
 //! single-threaded module, to the nanosecond; this crate makes them concurrent.
 //!
 //! How it works, one file per layer:
-//! - `policy.rs`: the tuning and its defaults;
+//! - `policy.rs`: the tuning, its defaults and the backoff schedule; `builder.rs` checks it;
 //! - `decision.rs`: the answers, and their whole-millisecond wire form;
 //! - `key.rs`: the default key, a backend's identity;
 //! - `epoch.rs`: instants as nanosecond ticks since an epoch the state picks;
@@ -45,6 +45,7 @@
 
 #![forbid(unsafe_code)]
 
+mod builder;
 mod cell;
 mod decision;
 mod epoch;
@@ -56,11 +57,13 @@ mod state;
 mod sync;
 mod table;
 
+pub use builder::{BackendRecoveryPolicyBuilder, PolicyError};
 pub use decision::{BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus};
 pub use key::{BackendKey, BrokerInstanceKey};
 pub use metrics::BackendRecoveryMetrics;
 pub use policy::{
-    BackendRecoveryPolicy, DEFAULT_RECOVERY_BUDGET_WINDOW, DEFAULT_RECOVERY_RETRY_BACKOFF,
+    BackendRecoveryPolicy, BackoffGrowth, DEFAULT_RECOVERY_BUDGET_WINDOW,
+    DEFAULT_RECOVERY_RETRY_BACKOFF, MAX_RETRIES_PER_WINDOW, jitter_seed,
 };
 pub use state::{BackendRecoverySnapshotEntry, BackendRecoveryState};
 

@@ -31,7 +31,8 @@ use crate::table::Table;
 /// Per-backend crash recovery state, safe to share between threads.
 ///
 /// The first crash of a backend in a budget window is answered with one `Retry` after the
-/// policy's backoff; every further crash in that window with a `Refuse` carrying the rest of the
+/// policy's backoff (or, as the [policy](BackendRecoveryPolicy) allows, the first few, after a
+/// growing backoff); every further crash in that window with a `Refuse` carrying the rest of the
 /// window. The decisions are exactly those of the single-threaded spec, to the nanosecond, for
 /// any sequential history; concurrent calls behave as if they ran in some order consistent with
 /// real time.
@@ -165,7 +166,8 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// report one death, use [`record_crash_of`](Self::record_crash_of).
     pub fn record_crash(&self, key: K, now: Instant) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
-        let crash = |word| cell::crash(word, now, &self.policy);
+        let jitter_seed = self.jitter_seed(&key);
+        let crash = |word| cell::crash(word, now, &self.policy, jitter_seed);
         // Known key: update its cell in place under the shard's read guard.
         let decision = match self.cells.read(&key, |cell| self.update_cell(cell, crash)) {
             Some(decision) => decision,
@@ -215,8 +217,9 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         now: Instant,
     ) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
+        let jitter_seed = self.jitter_seed(&key);
         let (decision, duplicate) = self.upsert_report(key, now, |cell: &mut Cell| {
-            cell.report_crash(incarnation, now, &self.policy)
+            cell.report_crash(incarnation, now, &self.policy, jitter_seed)
         });
         if duplicate {
             self.metrics.add(Counter::DuplicatesCoalesced, 1);
@@ -319,6 +322,15 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// [`without_metrics`](Self::without_metrics)).
     pub fn metrics(&self) -> BackendRecoveryMetrics {
         self.metrics.read()
+    }
+
+    /// The key's jitter seed, hashed only when the policy has jitter.
+    fn jitter_seed(&self, key: &K) -> u64 {
+        if self.policy.jitter_per_mille == 0 {
+            0
+        } else {
+            crate::policy::jitter_seed(key)
+        }
     }
 
     /// Applies a crash's transition to `cell` by compare-and-swap (or, in a loom build told to

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState, BackoffGrowth};
 use proptest::prelude::*;
 
 use crate::reference::ReferenceModel;
@@ -53,6 +53,31 @@ fn duration() -> impl Strategy<Value = Duration> {
     ]
 }
 
+/// A random policy: the spec's two durations, and often the settings beyond it (every retry
+/// count the word can hold, exponential growth with assorted factors and caps, jitter).
+fn policy() -> impl Strategy<Value = BackendRecoveryPolicy> {
+    let growth = prop_oneof![
+        Just(BackoffGrowth::Fixed),
+        (1000u32..=4000, duration()).prop_map(|(factor_per_mille, cap)| {
+            BackoffGrowth::Exponential {
+                factor_per_mille,
+                cap,
+            }
+        }),
+    ];
+    let extras = prop_oneof![
+        1 => Just((1u32, BackoffGrowth::Fixed, 0u32)),
+        3 => (0u32..=14, growth, prop_oneof![Just(0u32), 0u32..=1000]),
+    ];
+    (duration(), duration(), extras).prop_map(|(backoff, window, (retries, growth, jitter))| {
+        let mut policy = BackendRecoveryPolicy::new(backoff, window);
+        policy.retries_per_window = retries;
+        policy.backoff_growth = growth;
+        policy.jitter_per_mille = jitter;
+        policy
+    })
+}
+
 fn instant(base: Instant, window: Duration, at: At) -> Instant {
     let window_ns = window.as_nanos() as i128;
     let offset_ns = match at {
@@ -73,13 +98,11 @@ proptest! {
 
     #[test]
     fn crate_matches_reference_model(
-        backoff in duration(),
-        window in duration(),
+        policy in policy(),
         ops in prop::collection::vec(op(), 1..40),
     ) {
         // Taken before the state is built, as a broker's `let now = Instant::now();` would be.
         let base = Instant::now();
-        let policy = BackendRecoveryPolicy::new(backoff, window);
         let state = BackendRecoveryState::<u8>::with_policy(policy);
         let mut model = ReferenceModel::<u8>::new(policy);
         let window = state.policy().budget_window;
@@ -139,12 +162,10 @@ proptest! {
     /// status: the crate with purges still agrees with the reference model, which never purges.
     #[test]
     fn purging_never_changes_a_decision(
-        backoff in duration(),
-        window in duration(),
+        policy in policy(),
         ops in prop::collection::vec((op(), prop::bool::weighted(0.3)), 1..40),
     ) {
         let base = Instant::now();
-        let policy = BackendRecoveryPolicy::new(backoff, window);
         let state = BackendRecoveryState::<u8>::with_policy(policy);
         let mut model = ReferenceModel::<u8>::new(policy);
         let window = state.policy().budget_window;

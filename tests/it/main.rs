@@ -4,5 +4,6 @@
 mod differential;
 mod features;
 mod reference;
+mod schedule;
 mod spec_cases;
 mod stress;
