@@ -1,1 +1,150 @@
-fn main() {}
+//! Throughput of `BackendRecoveryState` against what brokers use today, on 1, 2, 4 and 8 threads.
+//!
+//! What is measured: store operations per second (`Throughput::Elements`), summed over all
+//! threads, for three implementations of the same API ([`stores`]):
+//!
+//! - **ours**: the crate, `BackendRecoveryState<u64>`;
+//! - **mutex**: the spec's `HashMap` behind one `parking_lot::Mutex`;
+//! - **dashmap-entry**: the spec's entry in a `DashMap`, updated through `entry()`;
+//!
+//! under five workloads ([`workloads::Workload`]): **hot-key** (every thread crashes one key),
+//! **uniform-1k** and **uniform-100k** (crashes spread over 1,000 or 100,000 existing keys),
+//! **gate** (99 status checks to 1 crash over 1,000 keys) and **churn** (fresh keys inserted,
+//! crashed again, removed by a success).
+//!
+//! How: threads are started once per bench and wait at a barrier ([`workloads::Workers`]);
+//! `iter_custom` times a round in which every thread runs criterion's iteration count of steps.
+//! Keys and instants come from tables precomputed per thread, never from `Instant::now()` or a
+//! PRNG inside the timed region. Before anything is timed, the baselines are checked to answer
+//! every workload exactly as ours does on one thread, so the three do the same work.
+//!
+//! Run the matrix with `cargo bench --bench throughput` (a few minutes on 2 cores), a smoke run
+//! with `cargo bench --bench throughput -- --test`, then `python3 benches/chart.py` for
+//! `docs/throughput.svg` and `docs/throughput.md`. Report ratios between implementations from
+//! one run, not absolute figures: the machines are noisy.
+
+mod stores;
+mod workloads;
+
+use std::time::Duration;
+
+use backend_recovery::BackendRecoveryState;
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
+
+use stores::{DashMapEntryStore, Key, MutexStore, Store};
+use workloads::{Answer, Workers, Workload};
+
+/// Thread counts of the matrix; 8 oversubscribes a 2-core machine, where a global lock convoys.
+const THREADS: [usize; 4] = [1, 2, 4, 8];
+
+/// 5 workloads x 4 thread counts x 3 stores = 60 benches of about 4 s each.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        // The chart comes from `benches/chart.py`; criterion's own plots would double the run.
+        .without_plots()
+}
+
+fn throughput(c: &mut Criterion) {
+    for workload in Workload::ALL {
+        let mut group = c.benchmark_group(workload.name());
+        for threads in THREADS {
+            group.throughput(Throughput::Elements(
+                threads as u64 * workload.ops_per_step(),
+            ));
+            // The three stores back to back, so that drift in the machine's load between them is
+            // as small as the matrix allows.
+            bench::<BackendRecoveryState<Key>>(&mut group, workload, threads);
+            bench::<MutexStore>(&mut group, workload, threads);
+            bench::<DashMapEntryStore>(&mut group, workload, threads);
+        }
+        group.finish();
+    }
+}
+
+/// One cell of the matrix: `S` under `workload` on `threads` threads.
+fn bench<S: Store>(group: &mut BenchmarkGroup<'_, WallTime>, workload: Workload, threads: usize) {
+    // Started on first use, so that benches filtered out on the command line cost nothing, and
+    // kept across warm-up and samples: the store's state evolves as one long run.
+    let mut workers = None;
+    group.bench_function(BenchmarkId::new(S::NAME, threads), |b| {
+        let workers = workers.get_or_insert_with(|| Workers::start::<S>(workload, threads));
+        b.iter_custom(|steps| workers.time(steps));
+    });
+}
+
+/// Not a bench: checks, before any is timed, that on one thread the baselines answer three
+/// windows of every workload exactly as ours does, and prints each workload's mix of answers.
+fn baselines_agree_with_ours(_: &mut Criterion) {
+    for workload in Workload::ALL {
+        let ours = answers::<BackendRecoveryState<Key>>(workload);
+        for (name, theirs) in [
+            (MutexStore::NAME, answers::<MutexStore>(workload)),
+            (
+                DashMapEntryStore::NAME,
+                answers::<DashMapEntryStore>(workload),
+            ),
+        ] {
+            let first_difference = ours.iter().zip(&theirs).position(|(a, b)| a != b);
+            assert!(
+                first_difference.is_none() && ours.len() == theirs.len(),
+                "{name} disagrees with ours on {} at answer {first_difference:?}",
+                workload.name(),
+            );
+        }
+        eprintln!("{:<13} answers: {}", workload.name(), mix(&ours));
+    }
+}
+
+fn answers<S: Store>(workload: Workload) -> Vec<Answer> {
+    let store = S::with_policy(workloads::policy());
+    let mut lanes = workload.prepare(&store, 1);
+    let mut answers = Vec::new();
+    lanes[0].run(&store, 3 * workload.steps_per_window(), |answer| {
+        answers.push(answer);
+    });
+    answers
+}
+
+/// Shares of each kind of answer, e.g. `retry 33%, refuse 67%`.
+fn mix(answers: &[Answer]) -> String {
+    use backend_recovery::BackendRecoveryStatus::{Healthy, Recovering, Unavailable};
+    let kinds = [
+        "retry",
+        "refuse",
+        "status healthy",
+        "status recovering",
+        "status unavailable",
+    ];
+    let mut counts = [0usize; 5];
+    for answer in answers {
+        let kind = match answer {
+            Answer::Crash(decision) if decision.is_retry() => 0,
+            Answer::Crash(_) => 1,
+            Answer::Status(Healthy) => 2,
+            Answer::Status(Recovering { .. }) => 3,
+            Answer::Status(Unavailable { .. }) => 4,
+            Answer::Status(_) => unreachable!("a status this bench does not know"),
+        };
+        counts[kind] += 1;
+    }
+    kinds
+        .iter()
+        .zip(counts)
+        .filter(|&(_, count)| count > 0)
+        .map(|(kind, count)| format!("{kind} {:.1}%", 100.0 * count as f64 / answers.len() as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = baselines_agree_with_ours, throughput
+}
+criterion_main!(benches);

@@ -1,0 +1,301 @@
+//! The workloads: what each thread does, to which keys, at which instants.
+//!
+//! A workload gives every thread a [`Lane`]: its own precomputed operations (or, for churn, its
+//! own stream of fresh keys) and its own precomputed [`Clock`]. A lane runs in *steps*, one
+//! operation each (three for churn); criterion's iteration count is the number of steps every
+//! thread runs, and each bench's `Throughput::Elements` is `threads * operations per step`.
+//!
+//! Time is simulated so that budget windows open and close as they would in a broker: each
+//! workload fixes how many steps, over all threads, make one budget window (30 s, the default
+//! policy), and each lane's clock advances by its share every [`TICK_STEPS`] steps. Lanes run at
+//! about the same rate, so their clocks agree closely; where they drift apart, the stores see
+//! instants slightly out of order between threads, which they must handle anyway.
+//!
+//! Stores are pre-populated as the workload's steady state would have them, with windows opened
+//! at instants spread over the window before the lanes' clocks start, so they close one by one.
+
+mod sequence;
+mod workers;
+
+use std::time::{Duration, Instant};
+
+use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryStatus};
+
+use crate::stores::{Key, Store};
+use sequence::{Clock, SplitMix64};
+
+pub(crate) use workers::Workers;
+
+/// Steps between two instants of a lane's clock: a coarse clock, as a broker reading the time
+/// once per batch of events would have.
+const TICK_STEPS: u32 = 16;
+
+/// Operations in a replayed lane's table before it repeats (2 MiB per lane): long enough that
+/// one lane alone touches most of the 100,000 keys, so working sets are those of the workload.
+const REPLAY_LEN: usize = 1 << 18;
+
+/// Keys alive at once in churn, over all threads.
+const CHURN_LIVE_KEYS: u64 = 1024;
+
+/// The policy of every store in the benches: the spec's defaults, 250 ms and 30 s.
+pub(crate) fn policy() -> BackendRecoveryPolicy {
+    BackendRecoveryPolicy::default()
+}
+
+/// One row of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Workload {
+    /// **hot-key**: every thread records crashes of one key, the crash storm when all workers
+    /// see the same backend die. A window takes 4,096 crashes: one retry, one refusal that
+    /// counts, then refusals of an exhausted budget until the window reopens.
+    HotKey,
+    /// **uniform-1k**: crashes spread uniformly over 1,000 existing keys, each crashed about
+    /// twice per window: crashes open windows, are refused within them, and find closed ones.
+    Uniform1k,
+    /// **uniform-100k**: as uniform-1k over 100,000 keys, a working set beyond the L2 cache.
+    Uniform100k,
+    /// **gate**: read-mostly; 99 `status` checks to 1 crash, uniform over 1,000 existing keys
+    /// (every Hello consults the state). Crashes come at uniform-1k's rate per key, so the
+    /// checks see healthy, recovering and unavailable backends.
+    Gate,
+    /// **churn**: new keys keep arriving. Each step crashes a fresh key (an insert), crashes
+    /// again the key inserted half a lifetime earlier (a refusal that counts) and records the
+    /// success of the key inserted a lifetime earlier (a removal): 1,024 keys alive at once,
+    /// each living one budget window. Purging joins the mix once the crate has it.
+    Churn,
+}
+
+impl Workload {
+    /// Every workload, in the order of the report.
+    pub(crate) const ALL: [Workload; 5] = [
+        Workload::HotKey,
+        Workload::Uniform1k,
+        Workload::Uniform100k,
+        Workload::Gate,
+        Workload::Churn,
+    ];
+
+    /// The criterion group name, the chart's panel title and the table's row label.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::HotKey => "hot-key",
+            Workload::Uniform1k => "uniform-1k",
+            Workload::Uniform100k => "uniform-100k",
+            Workload::Gate => "gate",
+            Workload::Churn => "churn",
+        }
+    }
+
+    /// Store operations in one step of one lane.
+    pub(crate) fn ops_per_step(self) -> u64 {
+        match self {
+            Workload::Churn => 3,
+            _ => 1,
+        }
+    }
+
+    /// Steps, over all threads together, that make one budget window of simulated time.
+    pub(crate) fn steps_per_window(self) -> u64 {
+        match self {
+            Workload::HotKey => 4096,
+            Workload::Uniform1k => 1_000 * 2,
+            Workload::Uniform100k => 100_000 * 2,
+            Workload::Gate => 1_000 * 2 * 100,
+            Workload::Churn => CHURN_LIVE_KEYS,
+        }
+    }
+
+    /// Keys of a replayed workload, all present before the lanes start.
+    fn keys(self) -> u64 {
+        match self {
+            Workload::HotKey => 1,
+            Workload::Uniform1k | Workload::Gate => 1_000,
+            Workload::Uniform100k => 100_000,
+            Workload::Churn => CHURN_LIVE_KEYS,
+        }
+    }
+
+    /// Pre-populates `store` and builds one lane for each of `threads` threads.
+    ///
+    /// Every instant passed to the store is taken at or after this call, so after the store was
+    /// built: the stores never see an instant from before they existed.
+    pub(crate) fn prepare<S: Store>(self, store: &S, threads: usize) -> Vec<Lane> {
+        let window = nanos(policy().budget_window);
+        let base = Instant::now();
+        let at = |offset: u64| base + Duration::from_nanos(offset);
+        // Each lane runs `1 / threads` of the steps, so its clock moves `threads` times faster.
+        let threads_u64 = threads as u64;
+        let step = window * threads_u64 / self.steps_per_window();
+        let clock = Clock::new(
+            at(window),
+            Duration::from_nanos(step * u64::from(TICK_STEPS)),
+        );
+        match self {
+            Workload::Churn => {
+                let live = CHURN_LIVE_KEYS / threads_u64;
+                (0..threads_u64)
+                    .map(|thread| {
+                        // Disjoint key ranges per thread: thread t's keys are (t + 1) << 40 | id.
+                        let prefix = (thread + 1) << 40;
+                        for id in 0..live {
+                            store.record_crash(prefix | id, at(step * id));
+                        }
+                        let script = Script::Churn {
+                            prefix,
+                            next_fresh: live,
+                            live,
+                        };
+                        Lane::new(script, clock.clone())
+                    })
+                    .collect()
+            }
+            _ => {
+                let keys = self.keys();
+                for key in 0..keys {
+                    store.record_crash(key, at(window * key / keys));
+                }
+                (0..threads_u64)
+                    .map(|thread| {
+                        let script = Script::Replay {
+                            ops: self.replay_ops(thread),
+                            next: 0,
+                        };
+                        Lane::new(script, clock.clone())
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The operations one thread replays: deterministic, different for every thread.
+    fn replay_ops(self, thread: u64) -> Box<[Op]> {
+        let workload = Workload::ALL
+            .iter()
+            .position(|&w| w == self)
+            .expect("every workload is in ALL") as u64;
+        let mut rng = SplitMix64::new((workload << 32) | thread);
+        let keys = self.keys();
+        (0..REPLAY_LEN)
+            .map(|_| match self {
+                Workload::HotKey => Op::crash(0),
+                Workload::Uniform1k | Workload::Uniform100k => Op::crash(rng.below(keys)),
+                Workload::Gate => {
+                    let key = rng.below(keys);
+                    if rng.below(100) == 0 {
+                        Op::crash(key)
+                    } else {
+                        Op::status(key)
+                    }
+                }
+                Workload::Churn => unreachable!("churn draws fresh keys, it replays nothing"),
+            })
+            .collect()
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).expect("the bench window fits 584 years")
+}
+
+/// What a store answered to one operation; the benches black-box it, the agreement check
+/// compares it between stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Crash(BackendRecoveryDecision),
+    Status(BackendRecoveryStatus),
+}
+
+/// One replayed operation: a crash or a gate check of a key, packed in a word to halve the
+/// table's memory traffic.
+#[derive(Clone, Copy, Debug)]
+struct Op(u64);
+
+impl Op {
+    const STATUS: u64 = 1 << 63;
+
+    fn crash(key: Key) -> Self {
+        Op(key)
+    }
+
+    fn status(key: Key) -> Self {
+        Op(key | Op::STATUS)
+    }
+
+    fn is_status(self) -> bool {
+        self.0 & Op::STATUS != 0
+    }
+
+    fn key(self) -> Key {
+        self.0 & !Op::STATUS
+    }
+}
+
+/// Where a lane's keys come from.
+#[derive(Debug)]
+enum Script {
+    /// A precomputed table of operations, replayed in a loop.
+    Replay { ops: Box<[Op]>, next: usize },
+    /// Fresh keys from a counter (a sequence that never repeats cannot be a table): crash
+    /// `next_fresh`, crash `next_fresh - live / 2` again, forget `next_fresh - live`.
+    Churn {
+        prefix: u64,
+        next_fresh: u64,
+        live: u64,
+    },
+}
+
+/// One thread's share of a workload: its operations and its clock.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    script: Script,
+    clock: Clock,
+    now: Instant,
+    steps_to_tick: u32,
+}
+
+impl Lane {
+    fn new(script: Script, mut clock: Clock) -> Self {
+        Lane {
+            script,
+            now: clock.next_instant(),
+            clock,
+            steps_to_tick: TICK_STEPS,
+        }
+    }
+
+    /// Runs `steps` steps against `store`, handing every answer to `observe`.
+    pub(crate) fn run<S: Store>(&mut self, store: &S, steps: u64, mut observe: impl FnMut(Answer)) {
+        for _ in 0..steps {
+            self.steps_to_tick -= 1;
+            if self.steps_to_tick == 0 {
+                self.steps_to_tick = TICK_STEPS;
+                self.now = self.clock.next_instant();
+            }
+            let now = self.now;
+            match &mut self.script {
+                Script::Replay { ops, next } => {
+                    let op = ops[*next];
+                    // REPLAY_LEN is a power of two.
+                    *next = (*next + 1) & (REPLAY_LEN - 1);
+                    if op.is_status() {
+                        observe(Answer::Status(store.status(&op.key(), now)));
+                    } else {
+                        observe(Answer::Crash(store.record_crash(op.key(), now)));
+                    }
+                }
+                Script::Churn {
+                    prefix,
+                    next_fresh,
+                    live,
+                } => {
+                    let fresh = *next_fresh;
+                    *next_fresh += 1;
+                    observe(Answer::Crash(store.record_crash(*prefix | fresh, now)));
+                    let middle_aged = *prefix | (fresh - *live / 2);
+                    observe(Answer::Crash(store.record_crash(middle_aged, now)));
+                    store.record_success(&(*prefix | (fresh - *live)));
+                }
+            }
+        }
+    }
+}
