@@ -2,25 +2,37 @@
 //!
 //! The spec keeps an entry until a success, forever. Here every insert first reserves a place
 //! ([`Occupancy::try_reserve`], under the shard's write guard, so the count is exact when the
-//! state is quiescent), and once the count reaches a threshold the inserting thread purges
-//! (no background thread). The threshold after each automatic purge is
-//! `max(2 * survivors, survivors + SLACK)`, so purging costs O(1) amortised per insert and
+//! state is quiescent), and once the count reaches a threshold an inserting thread purges (no
+//! background thread). After each such purge the threshold becomes
+//! `max(2 * survivors, survivors + SLACK)`, so purging costs O(1) amortised per insert.
 //!
-//! > `len() <= max(2 * E, E + SLACK) + T`,
+//! One thread leads a purge at a time. Others keep inserting meanwhile; if the count reaches
+//! twice the threshold before the lead is done, each inserting thread also purges before it
+//! returns, so no thread can add more than one entry past that point. Hence, at all times,
 //!
-//! where `E` is the number of entries that survived the last automatic purge and `T` the number
-//! of threads inserting at that moment. An automatic purge keeps every entry whose window
-//! started within two budget windows of the inserting crash (see `state.rs`), so `E` is at most
-//! the number of keys that crashed in the two windows before it.
+//! > `len() <= 2 * max(2 * E, E + SLACK) + T`,
+//!
+//! where `E` is the number of entries that survived the last led purge and `T` the number of
+//! threads inserting at once. An automatic purge keeps every entry whose window started within
+//! two budget windows of the purging crash's instant (see `state.rs`), so `E` counts at most the
+//! keys whose window started in the two windows around that instant.
 
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Inserts allowed between automatic purges however small the table: keeps tiny tables from
 /// purging on every insert.
 pub(crate) const SLACK: usize = 1024;
 
-/// `purge_at` while a thread is purging: no other thread starts one meanwhile.
-const PURGING: usize = usize::MAX;
+/// What an inserting thread must do about purging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PurgeDue {
+    /// Nothing.
+    No,
+    /// Purge, then call [`Occupancy::purged`].
+    Lead,
+    /// Purge too: a lead is purging but the table reached twice the threshold meanwhile.
+    Help,
+}
 
 /// Entry count, capacity and the automatic-purge threshold.
 ///
@@ -32,6 +44,8 @@ pub(crate) struct Occupancy {
     entries: AtomicUsize,
     max_entries: usize,
     purge_at: AtomicUsize,
+    /// `true` while a thread leads a purge.
+    purging: AtomicBool,
     /// Tick before which purging cannot free a place, learnt from the last purge a full state
     /// ran: spares a refused insert the scan of the whole table.
     no_purge_before: AtomicU64,
@@ -44,6 +58,7 @@ impl Occupancy {
             entries: AtomicUsize::new(0),
             max_entries,
             purge_at: AtomicUsize::new(SLACK),
+            purging: AtomicBool::new(false),
             no_purge_before: AtomicU64::new(0),
         }
     }
@@ -72,16 +87,23 @@ impl Occupancy {
         self.entries.load(Ordering::Relaxed)
     }
 
-    /// `true` if the table has reached the purge threshold and this caller won the right to
-    /// purge; it must then call [`purged`](Self::purged).
-    pub(crate) fn claim_purge(&self) -> bool {
+    /// Whether the caller, having just inserted, must purge (see the module's note).
+    pub(crate) fn purge_due(&self) -> PurgeDue {
         let threshold = self.purge_at.load(Ordering::Relaxed);
-        threshold != PURGING
-            && self.len() >= threshold
-            && self
-                .purge_at
-                .compare_exchange(threshold, PURGING, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        let len = self.len();
+        if len < threshold {
+            PurgeDue::No
+        } else if self
+            .purging
+            .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            PurgeDue::Lead
+        } else if len >= threshold.saturating_mul(2) {
+            PurgeDue::Help
+        } else {
+            PurgeDue::No
+        }
     }
 
     /// For a full state at tick `now`: `None` if a purge might free a place, else how many
@@ -97,15 +119,14 @@ impl Occupancy {
         self.no_purge_before.store(next, Ordering::Relaxed);
     }
 
-    /// Sets the next threshold from the entries that survived the purge just done.
+    /// Ends a led purge: sets the next threshold from the entries that survived it.
     pub(crate) fn purged(&self) {
         let survivors = self.len();
         let next = survivors
             .saturating_mul(2)
             .max(survivors.saturating_add(SLACK));
-        // Never PURGING itself, which would stop automatic purges for good.
-        self.purge_at
-            .store(next.min(PURGING - 1), Ordering::Relaxed);
+        self.purge_at.store(next, Ordering::Relaxed);
+        self.purging.store(false, Ordering::Relaxed);
     }
 }
 
@@ -126,21 +147,30 @@ mod tests {
     }
 
     #[test]
-    fn one_claim_per_threshold_and_the_next_threshold_doubles() {
+    fn one_lead_per_threshold_helpers_past_twice_it_and_the_next_threshold_doubles() {
         let occupancy = Occupancy::new(usize::MAX);
         for _ in 0..SLACK - 1 {
             assert!(occupancy.try_reserve());
         }
-        assert!(!occupancy.claim_purge());
+        assert_eq!(occupancy.purge_due(), PurgeDue::No);
         assert!(occupancy.try_reserve());
-        assert!(occupancy.claim_purge());
-        assert!(!occupancy.claim_purge(), "a second purge while one runs");
-        occupancy.purged();
-        // 1024 survivors: the next purge comes at 2048.
-        assert!(!occupancy.claim_purge());
+        assert_eq!(occupancy.purge_due(), PurgeDue::Lead);
+        assert_eq!(
+            occupancy.purge_due(),
+            PurgeDue::No,
+            "a second lead while one runs"
+        );
         for _ in 0..SLACK {
             assert!(occupancy.try_reserve());
         }
-        assert!(occupancy.claim_purge());
+        assert_eq!(occupancy.purge_due(), PurgeDue::Help);
+        occupancy.release(SLACK);
+        occupancy.purged();
+        // 1024 survivors: the next purge comes at 2048.
+        assert_eq!(occupancy.purge_due(), PurgeDue::No);
+        for _ in 0..SLACK {
+            assert!(occupancy.try_reserve());
+        }
+        assert_eq!(occupancy.purge_due(), PurgeDue::Lead);
     }
 }

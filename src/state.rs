@@ -24,7 +24,7 @@ use crate::decision::{
 use crate::epoch::Epoch;
 use crate::key::BackendKey;
 use crate::metrics::{BackendRecoveryMetrics, Counter, Metrics};
-use crate::occupancy::Occupancy;
+use crate::occupancy::{Occupancy, PurgeDue};
 use crate::policy::BackendRecoveryPolicy;
 use crate::table::Table;
 
@@ -271,14 +271,16 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     }
 
     /// Number of keys with an entry, counting entries whose window has closed but that were not
-    /// purged yet.
+    /// purged yet, and tombstones (see [`record_crash_of`](Self::record_crash_of)).
     ///
-    /// Bounded whatever the caller does: inserts purge by themselves, without a background
-    /// thread, once the count reaches `max(2 * E, E + 1024)`, where `E` is what survived the
-    /// previous automatic purge; that purge keeps the entries whose window started within two
-    /// budget windows of the crash that ran it. So `len()` stays at most about twice the number
-    /// of keys that crashed within the last two windows, plus 1024 and one per thread inserting
-    /// at once. Exact when no other thread is inserting or removing.
+    /// Bounded whatever the caller does, without a background thread: inserts purge by
+    /// themselves once the count reaches `max(2 * E, E + 1024)`, where `E` is what survived the
+    /// previous automatic purge, and an automatic purge keeps only entries whose window started
+    /// within two budget windows of its instant. Inserts that race a running purge can add up
+    /// to as many again before they must purge too, so at all times
+    /// `len() <= 2 * max(2 * E, E + 1024) + T`, `T` the threads inserting at once: with instants
+    /// that follow real time, a small multiple of the keys that crashed in the last two windows.
+    /// Exact when no other thread is inserting or removing.
     pub fn len(&self) -> usize {
         self.occupancy.len()
     }
@@ -413,9 +415,17 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
                     .map_err(|_| wait)?
             }
         };
-        if inserted && self.occupancy.claim_purge() {
-            self.purge(now, self.automatic_purge_age());
-            self.occupancy.purged();
+        if inserted {
+            match self.occupancy.purge_due() {
+                PurgeDue::No => {}
+                PurgeDue::Lead => {
+                    self.purge(now, self.automatic_purge_age());
+                    self.occupancy.purged();
+                }
+                PurgeDue::Help => {
+                    self.purge(now, self.automatic_purge_age());
+                }
+            }
         }
         Ok(answer)
     }
