@@ -261,10 +261,12 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// Removes every entry whose budget window has closed at `now`, and returns how many.
     ///
-    /// An expired entry decides exactly like a missing one, so this changes no answer for any
-    /// later call whose instant is not before `now`. (Calls with earlier instants, which the
-    /// spec allows, could have found such an entry still open; automatic purging keeps a
-    /// window's margin for them.) Takes each shard's write guard in turn.
+    /// An expired entry decides exactly like a missing one, so this changes no answer of
+    /// `record_crash` or `status` for any later call whose instant is not before `now`. (Calls
+    /// with earlier instants, which the spec allows, could have found such an entry still open;
+    /// automatic purging keeps a window's margin for them.) The one thing purging forgets is a
+    /// key's last incarnation: a report of it arriving after the purge, more than a window
+    /// after it was counted, counts as a new crash. Takes each shard's write guard in turn.
     pub fn purge_expired(&self, now: Instant) -> usize {
         self.purge(self.epoch.ticks(now), self.policy.budget_window)
             .0

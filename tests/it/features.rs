@@ -141,6 +141,23 @@ fn purge_expired_removes_exactly_the_closed_windows() {
     assert_eq!(s.record_crash("old", now + WINDOW), retry(BACKOFF, 1));
 }
 
+#[test]
+fn purging_forgets_incarnations_with_their_window() {
+    let now = Instant::now();
+    let s = state();
+    assert!(s.record_crash_of("a", 3, now).is_retry());
+    assert!(!s.record_crash_of("a", 4, now).is_retry());
+    // A whole window later the entry has expired; until it is purged, a late report of
+    // incarnation 4 is still a duplicate (its refusal replayed, with nothing left to wait).
+    assert_eq!(
+        s.record_crash_of("a", 4, now + WINDOW),
+        refuse(Duration::ZERO)
+    );
+    assert_eq!(s.purge_expired(now + WINDOW), 1);
+    // Purged: the same late report now counts as a first crash.
+    assert_eq!(s.record_crash_of("a", 4, now + WINDOW), retry(BACKOFF, 1));
+}
+
 /// A million distinct keys crash once each, at a steady rate over 20 windows. The documented
 /// bound holds at every step: with `r` crashes per window, an automatic purge keeps at most the
 /// `2r + 1` keys of the last two windows, and the next one comes by `max(2E, E + 1024)` entries.

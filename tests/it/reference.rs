@@ -1,9 +1,10 @@
 //! An independent sequential model of the spec, written from its text, not from the crate:
-//! `Instant`s and a `HashMap`, no ticks, no packed word, no atomics, unbounded counts. It also
+//! `Instant`s and an ordered map, no ticks, no packed word, no atomics, unbounded counts. It also
 //! models the documented settings beyond the spec (retries per window, exponential backoff up
-//! to a cap, jitter), from their documentation.
+//! to a cap, jitter) and the crate's additions (reports by incarnation, tombstones, purging),
+//! from their documentation.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
@@ -12,24 +13,27 @@ use backend_recovery::{
     BackendRecoveryStatus, BackoffGrowth,
 };
 
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Window {
     started_at: Instant,
+    /// 0 after a success that left a tombstone: no window is open.
     crashes: u64,
+    /// The last report counted by incarnation: (incarnation, when, what it was answered).
+    last_report: Option<(u64, Instant, BackendRecoveryDecision)>,
 }
 
 /// The spec's behaviour, sequentially.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ReferenceModel<K> {
     retry_backoff: Duration,
     budget_window: Duration,
     retries: u64,
     growth: BackoffGrowth,
     jitter_per_mille: u32,
-    windows: HashMap<K, Window>,
+    windows: BTreeMap<K, Window>,
 }
 
-impl<K: Hash + Eq> ReferenceModel<K> {
+impl<K: Hash + Ord> ReferenceModel<K> {
     pub(crate) fn new(policy: BackendRecoveryPolicy) -> Self {
         let clamp = |d: Duration| {
             if d.is_zero() {
@@ -53,7 +57,7 @@ impl<K: Hash + Eq> ReferenceModel<K> {
                 other => other,
             },
             jitter_per_mille: policy.jitter_per_mille,
-            windows: HashMap::new(),
+            windows: BTreeMap::new(),
         }
     }
 
@@ -100,43 +104,99 @@ impl<K: Hash + Eq> ReferenceModel<K> {
     }
 
     fn window_open(&self, window: &Window, now: Instant) -> bool {
-        Self::elapsed(window.started_at, now) < self.budget_window
+        window.crashes > 0 && Self::elapsed(window.started_at, now) < self.budget_window
     }
 
     pub(crate) fn record_crash(&mut self, key: K, now: Instant) -> BackendRecoveryDecision
     where
         K: Clone,
     {
-        let budget_window = self.budget_window;
-        let key_for_delay = key.clone();
+        let delay_key = key.clone();
         let window = self.windows.entry(key).or_insert(Window {
             started_at: now,
             crashes: 0,
+            last_report: None,
         });
-        if Self::elapsed(window.started_at, now) >= budget_window {
-            *window = Window {
-                started_at: now,
-                crashes: 0,
-            };
+        let open = window.crashes > 0 && Self::elapsed(window.started_at, now) < self.budget_window;
+        if !open {
+            window.started_at = now;
+            window.crashes = 0;
         }
         window.crashes += 1;
-        let crashes = window.crashes;
-        let started_at = window.started_at;
+        let (crashes, started_at) = (window.crashes, window.started_at);
         if crashes <= self.retries {
             BackendRecoveryDecision::Retry {
-                retry_after: self.delay(&key_for_delay, crashes),
+                retry_after: self.delay(&delay_key, crashes),
                 attempt: crashes as u32,
             }
         } else {
             BackendRecoveryDecision::Refuse {
                 reason: BackendRecoveryRefusalReason::BackendUnavailable,
-                retry_after: budget_window - Self::elapsed(started_at, now),
+                retry_after: self.budget_window - Self::elapsed(started_at, now),
             }
         }
     }
 
+    /// A report by incarnation: counted if newer than the last counted one, else the counted
+    /// decision again, its retry-after shortened by the time since.
+    pub(crate) fn record_crash_of(
+        &mut self,
+        key: K,
+        incarnation: u64,
+        now: Instant,
+    ) -> BackendRecoveryDecision
+    where
+        K: Clone,
+    {
+        if let Some(Window {
+            last_report: Some((counted, at, decision)),
+            ..
+        }) = self.windows.get(&key)
+            && incarnation <= *counted
+        {
+            let since = Self::elapsed(*at, now);
+            return match decision.clone() {
+                BackendRecoveryDecision::Retry {
+                    retry_after,
+                    attempt,
+                } => BackendRecoveryDecision::Retry {
+                    retry_after: retry_after.saturating_sub(since),
+                    attempt,
+                },
+                BackendRecoveryDecision::Refuse {
+                    reason,
+                    retry_after,
+                } => BackendRecoveryDecision::Refuse {
+                    reason,
+                    retry_after: retry_after.saturating_sub(since),
+                },
+            };
+        }
+        let decision = self.record_crash(key.clone(), now);
+        if let Some(window) = self.windows.get_mut(&key) {
+            window.last_report = Some((incarnation, now, decision.clone()));
+        }
+        decision
+    }
+
+    /// Forgets the crashes; a key reported by incarnation keeps a tombstone with its window's
+    /// start and last report.
     pub(crate) fn record_success(&mut self, key: &K) {
-        self.windows.remove(key);
+        match self.windows.get_mut(key) {
+            Some(window) if window.last_report.is_some() => window.crashes = 0,
+            _ => {
+                self.windows.remove(key);
+            }
+        }
+    }
+
+    /// Removes the entries whose window started at least a budget window before `now`.
+    pub(crate) fn purge_expired(&mut self, now: Instant) -> usize {
+        let before = self.windows.len();
+        let window = self.budget_window;
+        self.windows
+            .retain(|_, w| Self::elapsed(w.started_at, now) < window);
+        before - self.windows.len()
     }
 
     /// The status the crate should report: what the next crash would be told, as a gate sees it.
