@@ -3,14 +3,17 @@
 //! interleaving loom explores.
 //!
 //! [`Scenario::check`] is the linearizability check of DESIGN.md's invariant 2 for small
-//! histories: a concurrent run must produce exactly the answers, final statuses and length of
-//! *some* sequential order of the threads' operations (each thread's own order kept). The
+//! histories: a concurrent run must produce exactly the answers, final statuses, length and
+//! counters (`metrics()`) of *some* sequential order of the threads' operations (each thread's
+//! own order kept). The
 //! expected histories are computed, never guessed: every interleaving of the operations is
 //! replayed on the independent [`Reference`].
 
 use std::time::{Duration, Instant};
 
-use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryStatus};
+use backend_recovery::{
+    BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy, BackendRecoveryStatus,
+};
 
 use crate::reference::Reference;
 
@@ -38,6 +41,10 @@ pub enum Op {
     Success(Key),
     /// `status(key, now)`.
     Status(Key, Instant),
+    /// `record_crash_of(key, incarnation, now)`.
+    CrashOf(Key, u64, Instant),
+    /// `purge_expired(now)`.
+    Purge(Instant),
 }
 
 /// What one call answered.
@@ -49,6 +56,8 @@ pub enum Outcome {
     Forgot,
     /// A gate check's status.
     Reported(BackendRecoveryStatus),
+    /// How many entries `purge_expired` removed.
+    Purged(usize),
 }
 
 /// Every call of one run with its answer, and the state's length at the end.
@@ -62,10 +71,12 @@ pub struct History {
     pub after: Vec<(Op, Outcome)>,
     /// `len()` at the very end.
     pub len: usize,
+    /// `metrics()` at the very end.
+    pub metrics: BackendRecoveryMetrics,
 }
 
 impl History {
-    /// The threads' crash decisions, thread by thread.
+    /// The threads' crash decisions (`record_crash` and `record_crash_of`), thread by thread.
     pub fn thread_decisions(&self) -> Vec<&BackendRecoveryDecision> {
         self.threads
             .iter()
@@ -77,7 +88,19 @@ impl History {
             .collect()
     }
 
-    /// Every crash of `key` with its instant and decision, setup included.
+    /// The setup's crash decisions (`record_crash` and `record_crash_of`), in order.
+    pub fn setup_decisions(&self) -> Vec<&BackendRecoveryDecision> {
+        self.setup
+            .iter()
+            .filter_map(|(_, outcome)| match outcome {
+                Outcome::Decided(decision) => Some(decision),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every `record_crash` of `key` with its instant and decision, setup included (reports by
+    /// incarnation are not listed: a duplicate is not a crash).
     pub fn crashes_of(&self, key: Key) -> Vec<(Instant, &BackendRecoveryDecision)> {
         self.setup
             .iter()
@@ -91,7 +114,8 @@ impl History {
             .collect()
     }
 
-    /// The decision answered to call `index` of thread `thread`, which must be a crash.
+    /// The decision answered to call `index` of thread `thread`, which must be a crash or a
+    /// report by incarnation.
     pub fn decision(&self, thread: usize, index: usize) -> &BackendRecoveryDecision {
         match &self.threads[thread][index] {
             (_, Outcome::Decided(decision)) => decision,
@@ -106,12 +130,22 @@ impl History {
             other => panic!("final call {index} is not a status: {other:?}"),
         }
     }
+
+    /// How many entries call `index` of thread `thread` purged; it must be `purge_expired`.
+    pub fn purged(&self, thread: usize, index: usize) -> usize {
+        match &self.threads[thread][index] {
+            (_, Outcome::Purged(removed)) => *removed,
+            other => panic!("call {index} of thread {thread} is not a purge: {other:?}"),
+        }
+    }
 }
 
 /// Operations to run: some before the threads, one list per thread, some after them.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     policy: BackendRecoveryPolicy,
+    /// `None`: no cap.
+    max_entries: Option<usize>,
     setup: Vec<Op>,
     threads: Vec<Vec<Op>>,
     after: Vec<Op>,
@@ -122,10 +156,17 @@ impl Scenario {
     pub fn new(policy: BackendRecoveryPolicy) -> Self {
         Scenario {
             policy,
+            max_entries: None,
             setup: Vec::new(),
             threads: Vec::new(),
             after: Vec::new(),
         }
+    }
+
+    /// Caps the state (and the reference) at `max_entries` keys: `with_max_entries`.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = Some(max_entries);
+        self
     }
 
     /// Operations run by the model's main thread before any other thread starts.
@@ -180,6 +221,9 @@ impl Scenario {
     /// The history of one sequential order on the reference.
     fn replay(&self, order: &[usize]) -> History {
         let mut reference = Reference::new(self.policy);
+        if let Some(max_entries) = self.max_entries {
+            reference = reference.with_max_entries(max_entries);
+        }
         let mut run = |op: Op| (op, apply_to_reference(&mut reference, op));
         let setup = self.setup.iter().map(|&op| run(op)).collect();
         let mut threads = vec![Vec::new(); self.threads.len()];
@@ -193,6 +237,7 @@ impl Scenario {
             threads,
             after,
             len: reference.len(),
+            metrics: reference.metrics(),
         }
     }
 }
@@ -205,6 +250,10 @@ fn apply_to_reference(reference: &mut Reference, op: Op) -> Outcome {
             Outcome::Forgot
         }
         Op::Status(key, now) => Outcome::Reported(reference.status(key, now)),
+        Op::CrashOf(key, incarnation, now) => {
+            Outcome::Decided(reference.record_crash_of(key, incarnation, now))
+        }
+        Op::Purge(now) => Outcome::Purged(reference.purge_expired(now)),
     }
 }
 
@@ -239,7 +288,11 @@ mod under_loom {
                 properties(history);
             }
             run_model(name, move || {
-                let observed = self.run_once(make_state(self.policy));
+                let mut state = make_state(self.policy);
+                if let Some(max_entries) = self.max_entries {
+                    state = state.with_max_entries(max_entries);
+                }
+                let observed = self.run_once(state);
                 properties(&observed);
                 assert!(
                     expected.contains(&observed),
@@ -275,6 +328,7 @@ mod under_loom {
                 threads,
                 after,
                 len: state.len(),
+                metrics: state.metrics(),
             }
         }
     }
@@ -294,6 +348,10 @@ mod under_loom {
                 Outcome::Forgot
             }
             Op::Status(key, now) => Outcome::Reported(state.status(&key, now)),
+            Op::CrashOf(key, incarnation, now) => {
+                Outcome::Decided(state.record_crash_of(key, incarnation, now))
+            }
+            Op::Purge(now) => Outcome::Purged(state.purge_expired(now)),
         }
     }
 }

@@ -1,0 +1,202 @@
+//! Model 9: `purge_expired` racing a crash.
+//!
+//! The purge takes each shard's write guard in turn and removes the entries whose window has
+//! closed; a crash updates its key's cell under the read guard, or inserts it under the write
+//! guard if a purge has just removed it. An expired entry decides exactly like a missing one, so
+//! the crash must get the decision the reference gives whether the purge ran before or after
+//! it, and nothing may be lost: no crash counted into an entry the purge then drops, no live
+//! entry purged, `len()` and every status those of some sequential order.
+//!
+//! (The automatic purge that inserts run once the state holds 1024 entries, the threshold in the
+//! crate's `occupancy.rs`, is not modelled: a loom model with a thousand entries replays them in
+//! every interleaving and exceeds loom's branch budget. It shares `purge` with these models.)
+#![cfg(loom)]
+
+use std::time::{Duration, Instant};
+
+use backend_recovery::{
+    BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
+};
+use backend_recovery_loom_tests::{
+    BACKOFF, History, Key, Op, Scenario, WINDOW, fixed_state, model_policy, one_shard_state,
+};
+
+const KEY: Key = "indexer";
+const OTHER: Key = "compiler";
+
+/// The decision thread `thread`'s first call gets in every sequential order of `scenario`:
+/// they must all agree, which is the claim that purging changes no decision.
+fn decision_in_every_order(scenario: &Scenario, thread: usize) -> BackendRecoveryDecision {
+    let histories = scenario.sequential_histories();
+    let decision = histories[0].decision(thread, 0).clone();
+    for history in &histories {
+        assert_eq!(
+            history.decision(thread, 0),
+            &decision,
+            "the reference decides differently with the purge before and after: {histories:#?}"
+        );
+    }
+    decision
+}
+
+/// Property of model 9: the crash (thread 1) gets `expected`, the decision of every sequential
+/// order; the purge's count shows in the counters; and the final `len` is the number of keys
+/// whose final status shows a crash (each entry left is a live one, none lost).
+fn purge_changes_no_decision(history: &History, expected: &BackendRecoveryDecision) {
+    assert_eq!(history.decision(1, 0), expected, "{history:#?}");
+    assert_eq!(
+        history.metrics.entries_purged as usize,
+        history.purged(0, 0),
+        "{history:#?}"
+    );
+    let live = (0..history.after.len())
+        .filter(|&i| history.final_status(i) != &BackendRecoveryStatus::Healthy)
+        .count();
+    assert_eq!(history.len, live, "{history:#?}");
+}
+
+/// Runs `scenario`, whose thread 0 purges and thread 1 crashes, under loom with the property of
+/// model 9.
+fn check_purge_vs_crash<S, M>(scenario: Scenario, name: &str, make_state: M)
+where
+    S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
+    M: Fn(
+            backend_recovery::BackendRecoveryPolicy,
+        ) -> backend_recovery::BackendRecoveryState<Key, S>
+        + Send
+        + Sync
+        + 'static,
+{
+    let expected = decision_in_every_order(&scenario, 1);
+    scenario.check(name, make_state, move |history| {
+        purge_changes_no_decision(history, &expected);
+    });
+}
+
+fn retry() -> BackendRecoveryDecision {
+    BackendRecoveryDecision::Retry {
+        retry_after: BACKOFF,
+        attempt: 1,
+    }
+}
+
+// Model 9: the key's window closes at `end`; at `end` one thread purges while the other
+// crashes the key. Purge first: the entry goes and the crash inserts it again. Crash first: it
+// reopens the window and the purge keeps the entry. Either way: a retry, and one live entry.
+#[test]
+fn purge_races_a_crash_of_the_expired_key() {
+    let base = Instant::now();
+    let end = base + WINDOW;
+    let scenario = Scenario::new(model_policy())
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Purge(end)])
+        .thread([Op::Crash(KEY, end)])
+        .after([Op::Status(KEY, end)]);
+    assert_eq!(decision_in_every_order(&scenario, 1), retry());
+    check_purge_vs_crash(
+        scenario,
+        "model 9: purge vs crash of the expired key",
+        fixed_state,
+    );
+}
+
+// Model 9: the same race for a report by incarnation (write guard on both sides), the next
+// incarnation dying as the previous one's window closes.
+#[test]
+fn purge_races_a_report_of_the_expired_key() {
+    let base = Instant::now();
+    let end = base + WINDOW;
+    let scenario = Scenario::new(model_policy())
+        .setup([Op::CrashOf(KEY, 1, base)])
+        .thread([Op::Purge(end)])
+        .thread([Op::CrashOf(KEY, 2, end)])
+        .after([Op::Status(KEY, end)]);
+    assert_eq!(decision_in_every_order(&scenario, 1), retry());
+    check_purge_vs_crash(
+        scenario,
+        "model 9: purge vs report of the expired key",
+        fixed_state,
+    );
+}
+
+// Model 9: another key of the same shard (constant hasher) is inserted while the purge removes
+// the expired one: the purge drops exactly the expired entry, never the new one.
+#[test]
+fn purge_races_an_insert_in_the_same_shard() {
+    let base = Instant::now();
+    let end = base + WINDOW;
+    let scenario = Scenario::new(model_policy())
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Purge(end)])
+        .thread([Op::Crash(OTHER, end)])
+        .after([Op::Status(KEY, end), Op::Status(OTHER, end)]);
+    assert_eq!(decision_in_every_order(&scenario, 1), retry());
+    check_purge_vs_crash(
+        scenario,
+        "model 9: purge vs insert in the same shard",
+        one_shard_state,
+    );
+}
+
+// Model 9: a live key of the same shard is crashed again (compare-and-swap under the read
+// guard) while the purge removes the expired one: refused for the rest of its window, and its
+// two crashes survive the purge.
+#[test]
+fn purge_races_an_update_in_the_same_shard() {
+    let base = Instant::now();
+    let end = base + WINDOW;
+    let scenario = Scenario::new(model_policy())
+        .setup([
+            Op::Crash(KEY, base),
+            Op::Crash(OTHER, base + Duration::from_millis(400)),
+        ])
+        .thread([Op::Purge(end)])
+        .thread([Op::Crash(OTHER, end)])
+        .after([Op::Status(KEY, end), Op::Status(OTHER, end)]);
+    assert_eq!(
+        decision_in_every_order(&scenario, 1),
+        BackendRecoveryDecision::Refuse {
+            reason: BackendRecoveryRefusalReason::BackendUnavailable,
+            retry_after: Duration::from_millis(400),
+        }
+    );
+    check_purge_vs_crash(
+        scenario,
+        "model 9: purge vs update in the same shard",
+        one_shard_state,
+    );
+}
+
+// Model 9 with three threads: the purge races two first crashes of the expired key. Exactly one
+// of them is granted the new window's retry, whether the entry was purged and reinserted or
+// reopened in place, and the other is refused for the whole window.
+#[test]
+fn purge_races_two_crashes_of_the_expired_key() {
+    let base = Instant::now();
+    let end = base + WINDOW;
+    Scenario::new(model_policy())
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Purge(end)])
+        .thread([Op::Crash(KEY, end)])
+        .thread([Op::Crash(KEY, end)])
+        .after([Op::Status(KEY, end)])
+        .check(
+            "model 9: purge vs two crashes of the expired key, 3 threads",
+            fixed_state,
+            |history| {
+                let mut decisions = [history.decision(1, 0), history.decision(2, 0)];
+                decisions.sort_by_key(|d| !d.is_retry());
+                assert_eq!(decisions[0], &retry(), "{history:#?}");
+                assert_eq!(
+                    decisions[1],
+                    &BackendRecoveryDecision::Refuse {
+                        reason: BackendRecoveryRefusalReason::BackendUnavailable,
+                        retry_after: WINDOW,
+                    },
+                    "{history:#?}"
+                );
+                assert_eq!(history.len, 1, "{history:#?}");
+                assert!(!history.final_status(0).is_available(), "{history:#?}");
+            },
+        );
+}
