@@ -7,7 +7,6 @@
 #   LOOM_MAX_PREEMPTIONS=unbounded bash loom-tests/run.sh   # exhaustive: about 10 s on 2 cores
 #   bash loom-tests/run.sh --test first_crash       # extra arguments go to `cargo test`
 #   bash loom-tests/run.sh -- --test-threads=1      # ...including the test harness's own
-#   bash loom-tests/run.sh --test capacity -- --ignored   # models of a known, unfixed crate bug
 #
 # The teeth model needs a bound of at least 1: the double Retry takes one preemption between
 # the broken cell's load and store, so with 0 loom finds nothing and that test fails.

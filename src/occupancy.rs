@@ -76,7 +76,8 @@ impl Occupancy {
             .is_ok()
     }
 
-    /// Gives back the places of `removed` entries.
+    /// Gives back the places of `removed` entries. Callers release under the write guard that
+    /// removes them, so no insert can find the state full after the removal was linearized.
     pub(crate) fn release(&self, removed: usize) {
         if removed > 0 {
             self.entries.fetch_sub(removed, Ordering::Relaxed);

@@ -237,9 +237,15 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if self.cells.remove_if(key, Cell::forget_crashes) {
-            self.occupancy.release(1);
-        }
+        self.cells.remove_if(key, |cell| {
+            let remove = cell.forget_crashes();
+            if remove {
+                // Released under the write guard, so a crash that then finds the state full
+                // cannot have missed this removal.
+                self.occupancy.release(1);
+            }
+            remove
+        });
         self.metrics.add(Counter::Successes, 1);
     }
 
@@ -446,13 +452,15 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let removed = self.cells.retain(|_, cell| {
             let word = cell.load();
             let expired = cell::expired(word, now, age);
-            if !expired {
+            if expired {
+                // Released under the shard's write guard, as in `record_success`.
+                self.occupancy.release(1);
+            } else {
                 let until = cell::time_until_expired(word, now, age);
                 soonest = Some(soonest.map_or(until, |s| s.min(until)));
             }
             !expired
         });
-        self.occupancy.release(removed);
         self.metrics.add(Counter::EntriesPurged, removed as u64);
         (removed, soonest)
     }

@@ -111,15 +111,10 @@ fn two_new_keys_of_one_shard_race_for_one_place() {
 // tracked key could be purged (two windows after its crash, 1.6 s), then the success empties
 // the state. Both are allowed; nothing else is.
 //
-// FAILS (a crate bug, reported, not fixed here; run with `-- --ignored`), with one preemption:
-// `record_success` removes A under its shard's write guard, drops the guard, and only then
-// gives the place back (`occupancy.release(1)`). If the crash of B runs entirely in that gap,
-// its `try_reserve` fails (the counter still says full), its purge finds an empty table (no
-// survivor, so the wait defaults to the budget window), its second `try_reserve` fails again,
-// and it is refused with `CapacityExhausted` and 1 s: neither order's answer (Retry, or 1.6 s).
+// This model found a crate bug, since fixed: a removal gave its place back only after dropping
+// its write guard, so a crash running in that gap was refused although no order refuses it.
+// Places are now released under the guard that removes the entry.
 #[test]
-#[ignore = "finds a crate bug: a place freed by a removal is released only after the removal's \
-            guard is dropped; see the comment above"]
 fn success_races_an_insert_into_a_full_state() {
     let base = Instant::now();
     let at = base + Duration::from_millis(400);
@@ -152,15 +147,10 @@ fn success_races_an_insert_into_a_full_state() {
 // new key may purge it and take its place, while another thread purges explicitly. Whichever
 // purge removes the old entry, the new key is tracked: every sequential order retries it.
 //
-// FAILS (a crate bug, reported, not fixed here; run with `-- --ignored`), with one preemption:
-// `purge_expired` removes A under the shard write guards and releases the places only after
-// the last guard (`occupancy.release(removed)` after `cells.retain`). If the crash of B runs
-// entirely in that gap, both its reservations fail and its own purge finds nothing, so it is
-// refused with `CapacityExhausted` and 1 s although no order refuses it, and ends untracked
-// (`len() == 0`).
+// This model found a crate bug, since fixed: a removal gave its place back only after dropping
+// its write guard, so a crash running in that gap was refused although no order refuses it.
+// Places are now released under the guard that removes the entry.
 #[test]
-#[ignore = "finds a crate bug: places freed by a purge are released only after its guards are \
-            dropped; see the comment above"]
 fn purge_races_an_insert_into_a_full_state() {
     let base = Instant::now();
     let at = base + 2 * WINDOW;

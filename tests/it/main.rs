@@ -3,6 +3,7 @@
 
 mod differential;
 mod features;
+mod linearizability;
 mod reference;
 mod schedule;
 mod spec_cases;
