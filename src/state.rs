@@ -173,7 +173,11 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             Some(decision) => decision,
             // New key: insert under the write guard. Another thread may have inserted it since
             // the lookup; the upsert then updates that cell, so neither crash is lost.
-            None => self.upsert(key, now, |cell| self.update_cell(cell, crash)),
+            None => self
+                .upsert(key, now, &mut |cell: &mut Cell| {
+                    self.update_cell(cell, crash)
+                })
+                .unwrap_or_else(capacity_refusal),
         };
         self.count(&decision);
         decision
@@ -218,9 +222,11 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
-        let (decision, duplicate) = self.upsert_report(key, now, |cell: &mut Cell| {
-            cell.report_crash(incarnation, now, &self.policy, jitter_seed)
-        });
+        let (decision, duplicate) = self
+            .upsert(key, now, &mut |cell: &mut Cell| {
+                cell.report_crash(incarnation, now, &self.policy, jitter_seed)
+            })
+            .unwrap_or_else(|retry_after| (capacity_refusal(retry_after), false));
         if duplicate {
             self.metrics.add(Counter::DuplicatesCoalesced, 1);
         } else {
@@ -357,47 +363,11 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         cell.update(transition)
     }
 
-    /// Runs `apply` on `key`'s cell under the shard's write guard, inserting the key if needed;
-    /// a refusal for capacity if it cannot be inserted.
-    fn upsert(
-        &self,
-        key: K,
-        now: u64,
-        mut apply: impl FnMut(&mut Cell) -> BackendRecoveryDecision,
-    ) -> BackendRecoveryDecision {
-        match self.upsert_with_capacity(key, now, &mut apply) {
-            Ok(decision) => decision,
-            Err(retry_after) => BackendRecoveryDecision::Refuse {
-                reason: BackendRecoveryRefusalReason::CapacityExhausted,
-                retry_after,
-            },
-        }
-    }
-
-    /// [`upsert`](Self::upsert) for a report by incarnation, which also says if it was a
-    /// duplicate.
-    fn upsert_report(
-        &self,
-        key: K,
-        now: u64,
-        mut apply: impl FnMut(&mut Cell) -> (BackendRecoveryDecision, bool),
-    ) -> (BackendRecoveryDecision, bool) {
-        match self.upsert_with_capacity(key, now, &mut apply) {
-            Ok(answer) => answer,
-            Err(retry_after) => (
-                BackendRecoveryDecision::Refuse {
-                    reason: BackendRecoveryRefusalReason::CapacityExhausted,
-                    retry_after,
-                },
-                false,
-            ),
-        }
-    }
-
-    /// Inserts or updates under the write guard. A new key first reserves a place; if the
-    /// state is full, it purges and tries once more, and on failure returns the time until an
-    /// entry can next be purged. After an insert, runs the automatic purge if it is due.
-    fn upsert_with_capacity<R>(
+    /// Runs `apply` on `key`'s cell under the shard's write guard, inserting the key if needed.
+    /// A new key first reserves a place; if the state is full, it purges and tries once more,
+    /// and on failure returns the time until an entry can next be purged. After an insert, runs
+    /// the automatic purge if it is due.
+    fn upsert<R>(
         &self,
         key: K,
         now: u64,
@@ -475,6 +445,14 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             BackendRecoveryDecision::Refuse { .. } => Counter::Refusals,
         };
         self.metrics.add(counter, 1);
+    }
+}
+
+/// The refusal for a crash of an untracked key when the state is full.
+fn capacity_refusal(retry_after: Duration) -> BackendRecoveryDecision {
+    BackendRecoveryDecision::Refuse {
+        reason: BackendRecoveryRefusalReason::CapacityExhausted,
+        retry_after,
     }
 }
 
