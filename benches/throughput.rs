@@ -40,11 +40,12 @@ use workloads::{Answer, Workers, Workload};
 /// Thread counts of the matrix; 8 oversubscribes a 2-core machine, where a global lock convoys.
 const THREADS: [usize; 4] = [1, 2, 4, 8];
 
-/// 5 workloads x 4 thread counts x 3 stores = 60 benches of about 4 s each.
+/// 5 workloads x 4 thread counts x 3 stores = 60 benches of about 4.5 s each: under 5 minutes
+/// for the matrix on 2 cores. `--test` runs each bench once instead, in about a second in all.
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(3))
         .sample_size(20)
         // The chart comes from `benches/chart.py`; criterion's own plots would double the run.
         .without_plots()

@@ -47,4 +47,14 @@ impl Store for DashMapEntryStore {
     fn record_success(&self, key: &Key) {
         self.entries.remove(key);
     }
+
+    fn purge_expired(&self, now: Instant) -> usize {
+        let mut removed = 0;
+        self.entries.retain(|_, entry| {
+            let closed = entry.window_closed(now, &self.policy);
+            removed += usize::from(closed);
+            !closed
+        });
+        removed
+    }
 }

@@ -29,7 +29,7 @@ pub(crate) use mutex::MutexStore;
 /// The key type of every store in the benches.
 pub(crate) type Key = u64;
 
-/// The crate's API as the benches use it: the spec's two calls and the gate check.
+/// The crate's API as the benches use it: the spec's two calls, the gate check and purging.
 pub(crate) trait Store: Send + Sync + 'static {
     /// The implementation's name in bench ids, the chart and the table.
     const NAME: &'static str;
@@ -45,6 +45,9 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Forgets `key`, as after a verified healthy start.
     fn record_success(&self, key: &Key);
+
+    /// Removes the entries whose window has closed at `now`; how many.
+    fn purge_expired(&self, now: Instant) -> usize;
 }
 
 impl Store for BackendRecoveryState<Key> {
@@ -64,5 +67,9 @@ impl Store for BackendRecoveryState<Key> {
 
     fn record_success(&self, key: &Key) {
         BackendRecoveryState::record_success(self, key);
+    }
+
+    fn purge_expired(&self, now: Instant) -> usize {
+        BackendRecoveryState::purge_expired(self, now)
     }
 }

@@ -48,4 +48,11 @@ impl Store for MutexStore {
     fn record_success(&self, key: &Key) {
         self.entries.lock().remove(key);
     }
+
+    fn purge_expired(&self, now: Instant) -> usize {
+        let mut entries = self.entries.lock();
+        let before = entries.len();
+        entries.retain(|_, entry| !entry.window_closed(now, &self.policy));
+        before - entries.len()
+    }
 }

@@ -3,7 +3,9 @@
 //! This is `BackendRecoveryEntry` and `record_crash` from the broker's single-threaded module,
 //! unchanged in behaviour: an `Instant` where the window opened and a crash count. The spec has
 //! no gate check; [`SpecEntry::status`] answers what the spec's next crash would be told, as the
-//! crate's `status` does, so that all three stores do the same work for a `status` call.
+//! crate's `status` does, so that all three stores do the same work for a `status` call; nor
+//! purging, which [`SpecEntry::window_closed`] supports: an entry whose window has closed
+//! decides exactly like a missing one.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,7 @@ impl SpecEntry {
         now: Instant,
         policy: &BackendRecoveryPolicy,
     ) -> BackendRecoveryDecision {
-        if elapsed_since(self.window_started_at, now) >= policy.budget_window {
+        if self.window_closed(now, policy) {
             self.window_started_at = now;
             self.crashes_in_window = 0;
         }
@@ -51,16 +53,20 @@ impl SpecEntry {
         }
     }
 
+    /// `true` once the window has closed at `now`: the next crash opens a new one.
+    pub(crate) fn window_closed(&self, now: Instant, policy: &BackendRecoveryPolicy) -> bool {
+        elapsed_since(self.window_started_at, now) >= policy.budget_window
+    }
+
     /// What a gate check at `now` sees: what the next crash would be answered.
     pub(crate) fn status(
         &self,
         now: Instant,
         policy: &BackendRecoveryPolicy,
     ) -> BackendRecoveryStatus {
-        let window_closed = elapsed_since(self.window_started_at, now) >= policy.budget_window;
         match self.crashes_in_window {
             0 => BackendRecoveryStatus::Healthy,
-            _ if window_closed => BackendRecoveryStatus::Healthy,
+            _ if self.window_closed(now, policy) => BackendRecoveryStatus::Healthy,
             1 => BackendRecoveryStatus::Recovering {
                 crashes_in_window: 1,
                 window_remaining: self.rest_of_window(now, policy),

@@ -17,6 +17,7 @@
 mod sequence;
 mod workers;
 
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryStatus};
@@ -36,6 +37,13 @@ const REPLAY_LEN: usize = 1 << 18;
 
 /// Keys alive at once in churn, over all threads.
 const CHURN_LIVE_KEYS: u64 = 1024;
+
+/// In churn, one key in this many is abandoned to purging instead of recording a success.
+const CHURN_ABANDONED_EVERY: u64 = 4;
+
+/// In churn, steps of one lane between two of its purges: with the lanes taking turns, four
+/// purges per budget window over all threads, whatever the thread count.
+const CHURN_PURGE_PERIOD: u64 = CHURN_LIVE_KEYS / 4;
 
 /// The policy of every store in the benches: the spec's defaults, 250 ms and 30 s.
 pub(crate) fn policy() -> BackendRecoveryPolicy {
@@ -59,9 +67,11 @@ pub(crate) enum Workload {
     /// checks see healthy, recovering and unavailable backends.
     Gate,
     /// **churn**: new keys keep arriving. Each step crashes a fresh key (an insert), crashes
-    /// again the key inserted half a lifetime earlier (a refusal that counts) and records the
-    /// success of the key inserted a lifetime earlier (a removal): 1,024 keys alive at once,
-    /// each living one budget window. Purging joins the mix once the crate has it.
+    /// again the key inserted half a lifetime earlier (a refusal that counts), and records the
+    /// success of the key inserted a lifetime earlier (a removal); one key in four is abandoned
+    /// instead (a gate check sees it once more) and left for `purge_expired`, which the lanes
+    /// call in turn four times per window. 1,024 keys alive at once, each living one budget
+    /// window, plus the abandoned ones awaiting a purge.
     Churn,
 }
 
@@ -144,6 +154,7 @@ impl Workload {
                             prefix,
                             next_fresh: live,
                             live,
+                            purge_phase: thread * (CHURN_PURGE_PERIOD / threads_u64),
                         };
                         Lane::new(script, clock.clone())
                     })
@@ -236,11 +247,13 @@ enum Script {
     /// A precomputed table of operations, replayed in a loop.
     Replay { ops: Box<[Op]>, next: usize },
     /// Fresh keys from a counter (a sequence that never repeats cannot be a table): crash
-    /// `next_fresh`, crash `next_fresh - live / 2` again, forget `next_fresh - live`.
+    /// `next_fresh`, crash `next_fresh - live / 2` again, forget `next_fresh - live` (or check
+    /// it, if abandoned); purge when `next_fresh % CHURN_PURGE_PERIOD == purge_phase`.
     Churn {
         prefix: u64,
         next_fresh: u64,
         live: u64,
+        purge_phase: u64,
     },
 }
 
@@ -287,13 +300,25 @@ impl Lane {
                     prefix,
                     next_fresh,
                     live,
+                    purge_phase,
                 } => {
                     let fresh = *next_fresh;
                     *next_fresh += 1;
                     observe(Answer::Crash(store.record_crash(*prefix | fresh, now)));
                     let middle_aged = *prefix | (fresh - *live / 2);
                     observe(Answer::Crash(store.record_crash(middle_aged, now)));
-                    store.record_success(&(*prefix | (fresh - *live)));
+                    let oldest = fresh - *live;
+                    if oldest % CHURN_ABANDONED_EVERY == 0 {
+                        observe(Answer::Status(store.status(&(*prefix | oldest), now)));
+                    } else {
+                        store.record_success(&(*prefix | oldest));
+                    }
+                    if fresh % CHURN_PURGE_PERIOD == *purge_phase {
+                        // Not an element of the throughput, but timed: its cost is spread over
+                        // the steps between purges. Not compared either: ours also purges by
+                        // itself, so the counts differ while the decisions do not.
+                        black_box(store.purge_expired(now));
+                    }
                 }
             }
         }
