@@ -1,5 +1,7 @@
-//! [`run_model`]: the one way every model enters loom.
+//! [`run_model`]: the one way every model enters loom; [`failure_of`] for the teeth models,
+//! which must fail.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -33,4 +35,21 @@ where
         interleavings.load(Ordering::Relaxed),
         started.elapsed()
     );
+}
+
+/// Runs `model`, which must fail (a teeth model: a deliberately broken state that loom must
+/// catch), and returns the message it failed with, so the caller can check that it failed for
+/// the right reason. Panics if the model passes.
+pub fn failure_of(model: impl FnOnce()) -> String {
+    let failure = panic::catch_unwind(AssertUnwindSafe(model))
+        .expect_err("loom accepted a cell that updates without compare-and-swap");
+    failure
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| {
+            failure
+                .downcast_ref::<&str>()
+                .map(|message| message.to_string())
+        })
+        .unwrap_or_else(|| "<not a string>".to_string())
 }

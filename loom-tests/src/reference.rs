@@ -1,96 +1,96 @@
-//! The spec, sequentially: an independent model that every concurrent history is compared with.
+//! The spec, sequentially: one independent model that every test of the crate compares with.
 //!
-//! It follows `spec/recovery.rs` line by line (an entry with a window start and a crash count,
-//! refreshed when its window has closed), with `Instant`s instead of ticks, and adds the gate
-//! check the crate documents: `Healthy` when there is no open window, `Recovering` while the
-//! window's one retry is in use, `Unavailable` with the rest of the window after that. It shares
-//! no code with the crate's packed word, so a model that agrees with it checks spec parity too.
+//! Shared by both test suites: the loom models use it through this crate (`Scenario` replays
+//! every sequential order on it), and the main crate's integration tests include this very file
+//! (`#[path = ...] mod reference;` in `tests/it/main.rs`) for the differential property tests
+//! and the linearizability checker. So it must compile in both places: it depends on nothing
+//! but std and the crate's *public* types (policy, decisions, statuses, counters).
 //!
-//! Beyond the spec it follows the text of issue 5 and the crate's documentation, not its code:
+//! It follows `spec/recovery.rs` (an entry per key with a window start and a crash count,
+//! refreshed when its window has closed) with `Instant`s and an ordered map: no ticks, no packed
+//! word, no atomics, no shards. It shares no code with the crate, so agreeing with it checks
+//! spec parity. Everything beyond the spec is written from the crate's documentation, not its
+//! code:
 //!
-//! - reports by incarnation ([`record_crash_of`](Reference::record_crash_of)): the first report
-//!   of an incarnation newer than the last one counted for the key counts as a crash; any other
-//!   report is a duplicate and replays the counted decision, with its retry-after shortened by
-//!   the time since the counted report. A success leaves such a key as a tombstone (no crash in
-//!   the window, incarnation remembered) until its window would have closed;
-//! - [`purge_expired`](Reference::purge_expired): removes the entries whose window has closed
-//!   (tombstones included, and with them the incarnation they remember, as the crate does);
-//! - a capacity ([`with_max_entries`](Reference::with_max_entries)): a crash of an untracked
-//!   key in a full state first purges the entries whose window started at least two budget
-//!   windows ago; if that frees no place it is refused with `CapacityExhausted`, carrying the
-//!   time until the first entry could be purged so, or the budget window if there is none;
+//! - the policy ([`BackendRecoveryPolicy`]'s public fields), clamped as its docs say a state
+//!   clamps it: zero durations to 1 ms, at most [`MAX_RETRIES_PER_WINDOW`] retries, a growth
+//!   factor of at least 1, jitter of at most 1;
+//! - retries per window: the first `retries_per_window` crashes of a window are each granted a
+//!   `Retry` with `attempt` 1, 2, ...; any further crash is refused with the rest of the window;
+//! - the backoff schedule of `retry_delay`'s docs, recomputed here: `retry_backoff ×
+//!   factor^(n-1)` in integer nanoseconds, rounded down at each step and at most the cap, plus
+//!   jitter `delay × jitter × u` with `u` a 32-bit fraction drawn by splitmix64's finaliser from
+//!   the key's hash (std's `DefaultHasher::new()`) and the attempt, the cap still bounding the
+//!   sum;
+//! - the gate check: `Healthy` with no open window, `Recovering` while the window still has a
+//!   retry to grant, `Unavailable` with the rest of the window after that;
+//! - reports by incarnation ([`record_crash_of`](ReferenceModel::record_crash_of)): the first
+//!   report of an incarnation newer than the last one counted for the key counts as a crash;
+//!   any other report is a duplicate and replays the counted decision, its retry-after shortened
+//!   by the time since the counted report. A success leaves such a key as a tombstone (no crash
+//!   in the window, incarnation remembered) until its window would have closed;
+//! - [`purge_expired`](ReferenceModel::purge_expired): removes the entries whose window has
+//!   closed, tombstones included (and with them the incarnation they remember, as documented);
+//! - a capacity ([`with_max_entries`](ReferenceModel::with_max_entries)): a crash of an
+//!   untracked key in a full state first purges the entries whose window started at least two
+//!   budget windows ago; if that frees no place it is refused with `CapacityExhausted`,
+//!   carrying the time until the first entry could be purged so, or the budget window if there
+//!   is none. Tracked keys keep their exact behaviour;
 //! - the counters of `metrics()`.
 //!
 //! It never purges by itself: the crate's automatic purge starts only once an insert brings the
-//! count to 1024 entries (`SLACK` in the crate's `occupancy.rs`), which no model here reaches.
+//! count to 1024 entries (`SLACK` in the crate's `occupancy.rs`), and an automatic purge changes
+//! no decision, only `len()` and `entries_purged`, which the tests that reach it do not compare.
+//!
+//! The model is `Clone + Eq + Hash` so that a linearizability search can remember the states it
+//! has refuted. To keep equal states equal, a window's crash count stops one past its retries
+//! (every later crash is refused alike, so a larger count would change no answer).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use backend_recovery::{
     BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy,
-    BackendRecoveryRefusalReason, BackendRecoveryStatus,
+    BackendRecoveryRefusalReason, BackendRecoveryStatus, BackoffGrowth, MAX_RETRIES_PER_WINDOW,
 };
 
-use crate::scenario::Key;
-
-/// The single-threaded spec state, as the broker kept it behind its global mutex, with the
-/// additions of issue 5.
-#[derive(Clone, Debug)]
-pub struct Reference {
+/// The single-threaded state, as the broker kept it behind its global mutex, with everything
+/// the crate documents beyond the spec. Keys are any `Hash + Ord` type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReferenceModel<K> {
+    /// Clamped into range at construction, as a state clamps its policy.
     policy: BackendRecoveryPolicy,
-    entries: HashMap<Key, Entry>,
+    entries: BTreeMap<K, Entry>,
     /// `usize::MAX` when there is no cap.
     max_entries: usize,
     metrics: BackendRecoveryMetrics,
 }
 
-#[derive(Clone, Debug)]
+/// One tracked key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Entry {
     window_started_at: Instant,
-    /// 0 for a tombstone: the key succeeded but remembers its last counted report.
+    /// Crashes in the window, at most one past the retries; 0 for a tombstone, which has no
+    /// window but remembers its last counted report.
     crashes_in_window: u32,
     last_report: Option<CountedReport>,
 }
 
 /// The last report counted by incarnation for a key, and what it was answered.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct CountedReport {
     incarnation: u64,
     at: Instant,
     decision: BackendRecoveryDecision,
 }
 
-impl CountedReport {
-    /// What a duplicate reported at `now` is told: the same decision, pointing at the same
-    /// moment, so its retry-after is shorter by the time since the counted report.
-    fn replay(&self, now: Instant) -> BackendRecoveryDecision {
-        let since = elapsed_since(self.at, now);
-        match self.decision.clone() {
-            BackendRecoveryDecision::Retry {
-                retry_after,
-                attempt,
-            } => BackendRecoveryDecision::Retry {
-                retry_after: retry_after.saturating_sub(since),
-                attempt,
-            },
-            BackendRecoveryDecision::Refuse {
-                reason,
-                retry_after,
-            } => BackendRecoveryDecision::Refuse {
-                reason,
-                retry_after: retry_after.saturating_sub(since),
-            },
-        }
-    }
-}
-
-impl Reference {
-    /// Empty state with `policy` (already clamped by `BackendRecoveryPolicy::new`).
+impl<K: Hash + Ord> ReferenceModel<K> {
+    /// An empty state with `policy`, clamped as the crate documents.
     pub fn new(policy: BackendRecoveryPolicy) -> Self {
-        Reference {
-            policy,
-            entries: HashMap::new(),
+        ReferenceModel {
+            policy: clamped(policy),
+            entries: BTreeMap::new(),
             max_entries: usize::MAX,
             metrics: BackendRecoveryMetrics::default(),
         }
@@ -103,11 +103,8 @@ impl Reference {
     }
 
     /// The spec's `record_crash`; a new key in a full state may be refused for capacity.
-    pub fn record_crash(&mut self, key: Key, now: Instant) -> BackendRecoveryDecision {
-        let decision = match self.make_room_for(key, now) {
-            Ok(()) => self.crash(key, now),
-            Err(refusal) => refusal,
-        };
+    pub fn record_crash(&mut self, key: K, now: Instant) -> BackendRecoveryDecision {
+        let (decision, _) = self.crash(key, now);
         self.count(&decision);
         decision
     }
@@ -117,45 +114,44 @@ impl Reference {
     /// the counted decision at `now`.
     pub fn record_crash_of(
         &mut self,
-        key: Key,
+        key: K,
         incarnation: u64,
         now: Instant,
     ) -> BackendRecoveryDecision {
         let counted = self
             .entries
-            .get(key)
-            .and_then(|entry| entry.last_report.as_ref());
-        if let Some(counted) = counted.filter(|counted| incarnation <= counted.incarnation) {
-            let decision = counted.replay(now);
+            .get(&key)
+            .and_then(|entry| entry.last_report.as_ref())
+            .filter(|counted| incarnation <= counted.incarnation);
+        if let Some(counted) = counted {
+            let replayed = counted.replay(now);
             self.metrics.duplicates_coalesced += 1;
-            return decision;
+            return replayed;
         }
-        let decision = match self.make_room_for(key, now) {
-            Ok(()) => {
-                let decision = self.crash(key, now);
-                let entry = self.entries.get_mut(key).expect("the crash made an entry");
-                entry.last_report = Some(CountedReport {
-                    incarnation,
-                    at: now,
-                    decision: decision.clone(),
-                });
-                decision
-            }
-            Err(refusal) => refusal,
-        };
+        let (decision, entry) = self.crash(key, now);
+        if let Some(entry) = entry {
+            entry.last_report = Some(CountedReport {
+                incarnation,
+                at: now,
+                decision: decision.clone(),
+            });
+        }
         self.count(&decision);
         decision
     }
 
     /// The spec's `record_success`: forgets the key, except that a key reported by incarnation
-    /// stays as a tombstone remembering that incarnation.
-    pub fn record_success(&mut self, key: Key) {
-        match self.entries.get_mut(key) {
-            Some(entry) if entry.last_report.is_some() => entry.crashes_in_window = 0,
-            Some(_) => {
-                self.entries.remove(key);
+    /// stays as a tombstone remembering that incarnation. Counted whether or not it was tracked.
+    pub fn record_success(&mut self, key: &K) {
+        let tombstone = match self.entries.get_mut(key) {
+            Some(entry) if entry.last_report.is_some() => {
+                entry.crashes_in_window = 0;
+                true
             }
-            None => {}
+            _ => false,
+        };
+        if !tombstone {
+            self.entries.remove(key);
         }
         self.metrics.successes += 1;
     }
@@ -166,23 +162,25 @@ impl Reference {
     }
 
     /// What a gate check at `now` reports: what the next crash at `now` would be told.
-    pub fn status(&self, key: Key, now: Instant) -> BackendRecoveryStatus {
+    pub fn status(&self, key: &K, now: Instant) -> BackendRecoveryStatus {
         let window = self.policy.budget_window;
-        let Some(entry) = self.entries.get(key) else {
+        let Some((started_at, crashes)) = self
+            .entries
+            .get(key)
+            .and_then(|entry| entry.open_window(now, window))
+        else {
             return BackendRecoveryStatus::Healthy;
         };
-        let elapsed = elapsed_since(entry.window_started_at, now);
-        if entry.crashes_in_window == 0 || elapsed >= window {
-            BackendRecoveryStatus::Healthy
-        } else if entry.crashes_in_window == 1 {
-            BackendRecoveryStatus::Recovering {
-                crashes_in_window: 1,
-                window_remaining: window - elapsed,
-            }
-        } else {
+        let rest = window - elapsed_since(started_at, now);
+        if crashes > self.policy.retries_per_window {
             BackendRecoveryStatus::Unavailable {
                 reason: BackendRecoveryRefusalReason::BackendUnavailable,
-                retry_after: window - elapsed,
+                retry_after: rest,
+            }
+        } else {
+            BackendRecoveryStatus::Recovering {
+                crashes_in_window: crashes,
+                window_remaining: rest,
             }
         }
     }
@@ -202,38 +200,58 @@ impl Reference {
         self.metrics
     }
 
-    /// The spec's crash of `key` at `now`, inserting it if needed (room was made already).
-    fn crash(&mut self, key: Key, now: Instant) -> BackendRecoveryDecision {
-        let window = self.policy.budget_window;
+    /// The spec's crash of `key` at `now`, uncounted: its decision, and its entry unless it was
+    /// refused for capacity.
+    fn crash(&mut self, key: K, now: Instant) -> (BackendRecoveryDecision, Option<&mut Entry>) {
+        if !self.entries.contains_key(&key)
+            && let Err(wait) = self.make_room(now)
+        {
+            let refusal = BackendRecoveryDecision::Refuse {
+                reason: BackendRecoveryRefusalReason::CapacityExhausted,
+                retry_after: wait,
+            };
+            return (refusal, None);
+        }
+        let key_hash = if self.policy.jitter_per_mille == 0 {
+            0
+        } else {
+            let mut hasher = DefaultHasher::new();
+            key.hash(&mut hasher);
+            hasher.finish()
+        };
+        let policy = self.policy;
         let entry = self.entries.entry(key).or_insert(Entry {
             window_started_at: now,
             crashes_in_window: 0,
             last_report: None,
         });
-        // A tombstone has no window: its next crash is a first crash, as after the spec's
-        // success.
-        if entry.crashes_in_window == 0 || elapsed_since(entry.window_started_at, now) >= window {
+        // No open window (a new key, a tombstone, or a window that has closed): this crash
+        // opens one.
+        if entry.open_window(now, policy.budget_window).is_none() {
             entry.window_started_at = now;
             entry.crashes_in_window = 0;
         }
-        entry.crashes_in_window = entry.crashes_in_window.saturating_add(1);
-        if entry.crashes_in_window == 1 {
+        let ceiling = policy.retries_per_window + 1;
+        entry.crashes_in_window = ceiling.min(entry.crashes_in_window + 1);
+        let nth = entry.crashes_in_window;
+        let decision = if nth <= policy.retries_per_window {
             BackendRecoveryDecision::Retry {
-                retry_after: self.policy.retry_backoff,
-                attempt: 1,
+                retry_after: scheduled_delay(&policy, key_hash, nth),
+                attempt: nth,
             }
         } else {
             BackendRecoveryDecision::Refuse {
                 reason: BackendRecoveryRefusalReason::BackendUnavailable,
-                retry_after: window.saturating_sub(elapsed_since(entry.window_started_at, now)),
+                retry_after: policy.budget_window - elapsed_since(entry.window_started_at, now),
             }
-        }
+        };
+        (decision, Some(entry))
     }
 
-    /// `Ok` if `key` is tracked or a place is free, after purging entries two windows old if
-    /// the state is full; else the refusal for capacity.
-    fn make_room_for(&mut self, key: Key, now: Instant) -> Result<(), BackendRecoveryDecision> {
-        if self.entries.contains_key(key) || self.entries.len() < self.max_entries {
+    /// `Ok` if a place is free for one more key, after purging the entries two windows old if
+    /// the state is full; else how long until an entry could be purged so.
+    fn make_room(&mut self, now: Instant) -> Result<(), Duration> {
+        if self.entries.len() < self.max_entries {
             return Ok(());
         }
         let age = self.policy.budget_window.saturating_mul(2);
@@ -241,16 +259,12 @@ impl Reference {
         if self.entries.len() < self.max_entries {
             return Ok(());
         }
-        let retry_after = self
+        let soonest = self
             .entries
             .values()
             .map(|entry| age.saturating_sub(elapsed_since(entry.window_started_at, now)))
-            .min()
-            .unwrap_or(self.policy.budget_window);
-        Err(BackendRecoveryDecision::Refuse {
-            reason: BackendRecoveryRefusalReason::CapacityExhausted,
-            retry_after,
-        })
+            .min();
+        Err(soonest.unwrap_or(self.policy.budget_window))
     }
 
     /// Removes the entries whose window started at least `age` before `now`; how many.
@@ -264,15 +278,94 @@ impl Reference {
     }
 
     fn count(&mut self, decision: &BackendRecoveryDecision) {
-        let counter = match decision {
-            BackendRecoveryDecision::Retry { .. } => &mut self.metrics.retries_granted,
+        let metrics = &mut self.metrics;
+        match decision {
+            BackendRecoveryDecision::Retry { .. } => metrics.retries_granted += 1,
             BackendRecoveryDecision::Refuse {
                 reason: BackendRecoveryRefusalReason::CapacityExhausted,
                 ..
-            } => &mut self.metrics.capacity_refusals,
-            BackendRecoveryDecision::Refuse { .. } => &mut self.metrics.refusals,
+            } => metrics.capacity_refusals += 1,
+            BackendRecoveryDecision::Refuse { .. } => metrics.refusals += 1,
+        }
+    }
+}
+
+impl Entry {
+    /// `(start, crashes)` of the entry's window if it is open at `now`.
+    fn open_window(&self, now: Instant, budget_window: Duration) -> Option<(Instant, u32)> {
+        let open = self.crashes_in_window > 0
+            && elapsed_since(self.window_started_at, now) < budget_window;
+        open.then_some((self.window_started_at, self.crashes_in_window))
+    }
+}
+
+impl CountedReport {
+    /// What a duplicate reported at `now` is told: the same decision, pointing at the same
+    /// moment, so its retry-after is shorter by the time since the counted report.
+    fn replay(&self, now: Instant) -> BackendRecoveryDecision {
+        let mut decision = self.decision.clone();
+        let (BackendRecoveryDecision::Retry { retry_after, .. }
+        | BackendRecoveryDecision::Refuse { retry_after, .. }) = &mut decision;
+        *retry_after = retry_after.saturating_sub(elapsed_since(self.at, now));
+        decision
+    }
+}
+
+/// `policy` with every setting in the range its docs give: what a state does with it.
+fn clamped(policy: BackendRecoveryPolicy) -> BackendRecoveryPolicy {
+    let nonzero = |duration: Duration| {
+        if duration.is_zero() {
+            Duration::from_millis(1)
+        } else {
+            duration
+        }
+    };
+    let mut clamped = policy;
+    clamped.retry_backoff = nonzero(policy.retry_backoff);
+    clamped.budget_window = nonzero(policy.budget_window);
+    clamped.retries_per_window = MAX_RETRIES_PER_WINDOW.min(policy.retries_per_window);
+    clamped.jitter_per_mille = 1000.min(policy.jitter_per_mille);
+    if let BackoffGrowth::Exponential {
+        factor_per_mille,
+        cap,
+    } = policy.backoff_growth
+    {
+        clamped.backoff_growth = BackoffGrowth::Exponential {
+            factor_per_mille: 1000.max(factor_per_mille),
+            cap: nonzero(cap),
         };
-        *counter += 1;
+    }
+    clamped
+}
+
+/// The documented schedule: the delay before retry `attempt` (1-based) of a window, for a key
+/// whose hash is `key_hash` (only read when the policy has jitter).
+fn scheduled_delay(policy: &BackendRecoveryPolicy, key_hash: u64, attempt: u32) -> Duration {
+    let mut nanos = policy.retry_backoff.as_nanos();
+    let mut cap = u128::MAX;
+    if let BackoffGrowth::Exponential {
+        factor_per_mille,
+        cap: growth_cap,
+    } = policy.backoff_growth
+    {
+        cap = growth_cap.as_nanos();
+        nanos = nanos.min(cap);
+        // Each step stays at most the cap (< 2^95) times a factor below 2^32: no overflow.
+        for _ in 1..attempt {
+            nanos = (nanos * u128::from(factor_per_mille) / 1000).min(cap);
+        }
+    }
+    if policy.jitter_per_mille > 0 {
+        let mut z = key_hash ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let fraction = u128::from((z ^ (z >> 31)) >> 32);
+        nanos += ((nanos * u128::from(policy.jitter_per_mille) / 1000) * fraction) >> 32;
+    }
+    let nanos = nanos.min(cap);
+    match u64::try_from(nanos / 1_000_000_000) {
+        Ok(secs) => Duration::new(secs, (nanos % 1_000_000_000) as u32),
+        Err(_) => Duration::MAX,
     }
 }
 
@@ -286,31 +379,33 @@ fn elapsed_since(started_at: Instant, now: Instant) -> Duration {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
     fn policy() -> BackendRecoveryPolicy {
-        BackendRecoveryPolicy::new(Duration::from_millis(75), Duration::from_secs(1))
+        BackendRecoveryPolicy::new(75 * MS, Duration::from_secs(1))
+    }
+
+    fn model() -> ReferenceModel<&'static str> {
+        ReferenceModel::new(policy())
     }
 
     #[test]
     fn follows_the_spec_through_one_window_and_the_next() {
         let base = Instant::now();
-        let mut reference = Reference::new(policy());
+        let mut reference = model();
         assert!(reference.record_crash("a", base).is_retry());
         assert_eq!(
-            reference.status("a", base + Duration::from_millis(400)),
+            reference.status(&"a", base + 400 * MS),
             BackendRecoveryStatus::Recovering {
                 crashes_in_window: 1,
-                window_remaining: Duration::from_millis(600),
+                window_remaining: 600 * MS,
             }
         );
-        let refused = reference.record_crash("a", base + Duration::from_millis(400));
-        assert_eq!(refused.retry_after(), Duration::from_millis(600));
-        assert!(
-            !reference
-                .status("a", base + Duration::from_millis(999))
-                .is_available()
-        );
+        let refused = reference.record_crash("a", base + 400 * MS);
+        assert_eq!(refused.retry_after(), 600 * MS);
+        assert!(!reference.status(&"a", base + 999 * MS).is_available());
         assert_eq!(
-            reference.status("a", base + Duration::from_secs(1)),
+            reference.status(&"a", base + Duration::from_secs(1)),
             BackendRecoveryStatus::Healthy
         );
         assert!(
@@ -318,14 +413,14 @@ mod tests {
                 .record_crash("a", base + Duration::from_secs(1))
                 .is_retry()
         );
-        reference.record_success("a");
+        reference.record_success(&"a");
         assert!(reference.is_empty());
     }
 
     #[test]
     fn an_earlier_instant_counts_as_no_time_elapsed() {
         let base = Instant::now();
-        let mut reference = Reference::new(policy());
+        let mut reference = model();
         reference.record_crash("a", base + Duration::from_secs(1));
         assert_eq!(
             reference.record_crash("a", base).retry_after(),
@@ -333,27 +428,93 @@ mod tests {
         );
     }
 
+    /// Issue 6's example schedule: 100 ms doubling up to 1 s over five retries, then a refusal
+    /// for the rest of the window; the gate says `Recovering` until the budget is spent.
+    #[test]
+    fn retries_per_window_follow_the_exponential_schedule() {
+        let base = Instant::now();
+        let mut policy = BackendRecoveryPolicy::new(100 * MS, Duration::from_secs(30));
+        policy.retries_per_window = 5;
+        policy.backoff_growth = BackoffGrowth::Exponential {
+            factor_per_mille: 2000,
+            cap: Duration::from_secs(1),
+        };
+        let mut reference = ReferenceModel::new(policy);
+        for (attempt, delay) in (1..).zip([100, 200, 400, 800, 1000]) {
+            let now = base + Duration::from_secs(u64::from(attempt));
+            assert_eq!(
+                reference.record_crash("a", now),
+                BackendRecoveryDecision::Retry {
+                    retry_after: delay * MS,
+                    attempt,
+                }
+            );
+            assert!(reference.status(&"a", now).is_available());
+        }
+        let now = base + Duration::from_secs(10);
+        assert_eq!(
+            reference.record_crash("a", now),
+            BackendRecoveryDecision::Refuse {
+                reason: BackendRecoveryRefusalReason::BackendUnavailable,
+                retry_after: Duration::from_secs(21),
+            }
+        );
+        assert!(!reference.status(&"a", now).is_available());
+    }
+
+    /// Jitter is fixed per key and attempt, within its fraction, and drawn from the key's hash
+    /// with std's fixed keys, which the crate publishes as `jitter_seed`.
+    #[test]
+    fn jitter_is_deterministic_per_key_and_attempt() {
+        let mut policy = BackendRecoveryPolicy::new(100 * MS, Duration::from_secs(30));
+        policy.jitter_per_mille = 500;
+        for key in ["a", "b", "indexer"] {
+            let seed = backend_recovery::jitter_seed(&key);
+            let first = ReferenceModel::new(policy).record_crash(key, Instant::now());
+            assert_eq!(first.retry_after(), policy.retry_delay(1, seed));
+            assert!(first.retry_after() >= 100 * MS && first.retry_after() < 150 * MS);
+        }
+    }
+
+    #[test]
+    fn settings_out_of_range_are_clamped() {
+        let mut policy = BackendRecoveryPolicy::new(MS, MS);
+        policy.retry_backoff = Duration::ZERO;
+        policy.retries_per_window = 100;
+        let mut reference = ReferenceModel::new(policy);
+        let base = Instant::now();
+        for attempt in 1..=MAX_RETRIES_PER_WINDOW {
+            assert_eq!(
+                reference.record_crash("a", base),
+                BackendRecoveryDecision::Retry {
+                    retry_after: MS,
+                    attempt
+                }
+            );
+        }
+        assert!(!reference.record_crash("a", base).is_retry());
+    }
+
     #[test]
     fn reports_of_one_incarnation_count_once_and_stale_ones_replay() {
         let base = Instant::now();
-        let ms = Duration::from_millis;
-        let mut reference = Reference::new(policy());
+        let mut reference = model();
         assert!(reference.record_crash_of("a", 7, base).is_retry());
         assert_eq!(
-            reference.record_crash_of("a", 7, base + ms(30)),
+            reference.record_crash_of("a", 7, base + 30 * MS),
             BackendRecoveryDecision::Retry {
-                retry_after: ms(45),
+                retry_after: 45 * MS,
                 attempt: 1,
             }
         );
-        let refused = reference.record_crash_of("a", 8, base + ms(400));
-        assert_eq!(refused.retry_after(), ms(600));
+        let refused = reference.record_crash_of("a", 8, base + 400 * MS);
+        assert_eq!(refused.retry_after(), 600 * MS);
         // A stale report of 7 now replays 8's refusal.
         assert_eq!(
             reference
-                .record_crash_of("a", 7, base + ms(500))
+                .record_crash_of("a", 7, base + 500 * MS)
                 .retry_after(),
-            ms(500)
+            500 * MS
         );
         let metrics = reference.metrics();
         assert_eq!(
@@ -369,20 +530,20 @@ mod tests {
     #[test]
     fn success_leaves_a_tombstone_for_keys_reported_by_incarnation() {
         let base = Instant::now();
-        let mut reference = Reference::new(policy());
+        let mut reference = model();
         reference.record_crash_of("a", 1, base);
         reference.record_crash("b", base);
-        reference.record_success("a");
-        reference.record_success("b");
+        reference.record_success(&"a");
+        reference.record_success(&"b");
         assert_eq!(reference.len(), 1);
-        assert_eq!(reference.status("a", base), BackendRecoveryStatus::Healthy);
+        assert_eq!(reference.status(&"a", base), BackendRecoveryStatus::Healthy);
         // The dead incarnation is still a duplicate; a crash of the next opens a new window.
         assert!(reference.record_crash_of("a", 1, base).is_retry());
         assert_eq!(reference.metrics().duplicates_coalesced, 1);
-        let later = base + Duration::from_millis(300);
+        let later = base + 300 * MS;
         assert!(reference.record_crash_of("a", 2, later).is_retry());
         assert_eq!(
-            reference.status("a", later),
+            reference.status(&"a", later),
             BackendRecoveryStatus::Recovering {
                 crashes_in_window: 1,
                 window_remaining: Duration::from_secs(1),
@@ -390,19 +551,20 @@ mod tests {
         );
         assert_eq!(reference.purge_expired(later + Duration::from_secs(1)), 1);
         assert!(reference.is_empty());
+        assert_eq!(reference.metrics().successes, 2);
     }
 
     #[test]
     fn a_full_state_purges_two_windows_then_refuses_with_the_wait() {
         let base = Instant::now();
-        let mut reference = Reference::new(policy()).with_max_entries(1);
+        let mut reference = model().with_max_entries(1);
         assert!(reference.record_crash("a", base).is_retry());
-        let full = reference.record_crash("b", base + Duration::from_millis(400));
+        let full = reference.record_crash("b", base + 400 * MS);
         assert_eq!(
             full,
             BackendRecoveryDecision::Refuse {
                 reason: BackendRecoveryRefusalReason::CapacityExhausted,
-                retry_after: Duration::from_millis(1_600),
+                retry_after: 1_600 * MS,
             }
         );
         // Tracked keys keep their exact behaviour.
@@ -416,9 +578,25 @@ mod tests {
         let metrics = reference.metrics();
         assert_eq!((metrics.capacity_refusals, metrics.entries_purged), (1, 1));
         assert_eq!(reference.len(), 1);
-        let none = Reference::new(policy())
-            .with_max_entries(0)
-            .record_crash("a", base);
+        let none = model().with_max_entries(0).record_crash("a", base);
         assert_eq!(none.retry_after(), Duration::from_secs(1));
+    }
+
+    /// Equal histories make equal models, whatever happened to the counts past the ceiling:
+    /// what a linearizability search relies on to prune.
+    #[test]
+    fn counts_past_the_budget_make_equal_states() {
+        let base = Instant::now();
+        let mut twice = model();
+        let mut thrice = model();
+        for _ in 0..2 {
+            twice.record_crash("a", base);
+        }
+        for _ in 0..3 {
+            thrice.record_crash("a", base);
+        }
+        assert_ne!(twice, thrice, "the refusal counters differ");
+        twice.record_crash("a", base);
+        assert_eq!(twice, thrice);
     }
 }

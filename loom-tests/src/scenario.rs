@@ -1,13 +1,12 @@
 //! A model as data: the operations each thread runs, every sequential order of them replayed on
-//! the [`Reference`], and (under `cfg(loom)`) the same operations run on the real state in every
-//! interleaving loom explores.
+//! the [`ReferenceModel`], and (under `cfg(loom)`) the same operations run on the real state in
+//! every interleaving loom explores.
 //!
 //! [`Scenario::check`] is the linearizability check of DESIGN.md's invariant 2 for small
 //! histories: a concurrent run must produce exactly the answers, final statuses, length and
 //! counters (`metrics()`) of *some* sequential order of the threads' operations (each thread's
-//! own order kept). The
-//! expected histories are computed, never guessed: every interleaving of the operations is
-//! replayed on the independent [`Reference`].
+//! own order kept). The expected histories are computed, never guessed: every interleaving of
+//! the operations is replayed on the independent [`ReferenceModel`].
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use backend_recovery::{
     BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy, BackendRecoveryStatus,
 };
 
-use crate::reference::Reference;
+use crate::reference::ReferenceModel;
 
 /// The key type of every model: small, `Copy`, and hashed the same way in every run.
 pub type Key = &'static str;
@@ -30,6 +29,22 @@ pub const WINDOW: Duration = Duration::from_secs(1);
 /// The policy every model uses: [`BACKOFF`] and [`WINDOW`].
 pub fn model_policy() -> BackendRecoveryPolicy {
     BackendRecoveryPolicy::new(BACKOFF, WINDOW)
+}
+
+/// Retries per window of [`multi_retry_policy`].
+pub const RETRIES: u32 = 2;
+
+/// Issue 6's settings for the models: [`RETRIES`] retries per window, the delay growing from
+/// [`BACKOFF`] by a factor of 2 per attempt (75 ms, then 150 ms) up to a cap of [`WINDOW`], and
+/// the same window.
+pub fn multi_retry_policy() -> BackendRecoveryPolicy {
+    BackendRecoveryPolicy::builder()
+        .retry_backoff(BACKOFF)
+        .budget_window(WINDOW)
+        .retries_per_window(RETRIES)
+        .exponential_backoff(2.0, WINDOW)
+        .build()
+        .expect("the models' multi-retry policy is valid")
 }
 
 /// One call on the state.
@@ -220,7 +235,7 @@ impl Scenario {
 
     /// The history of one sequential order on the reference.
     fn replay(&self, order: &[usize]) -> History {
-        let mut reference = Reference::new(self.policy);
+        let mut reference = ReferenceModel::new(self.policy);
         if let Some(max_entries) = self.max_entries {
             reference = reference.with_max_entries(max_entries);
         }
@@ -242,14 +257,14 @@ impl Scenario {
     }
 }
 
-fn apply_to_reference(reference: &mut Reference, op: Op) -> Outcome {
+fn apply_to_reference(reference: &mut ReferenceModel<Key>, op: Op) -> Outcome {
     match op {
         Op::Crash(key, now) => Outcome::Decided(reference.record_crash(key, now)),
         Op::Success(key) => {
-            reference.record_success(key);
+            reference.record_success(&key);
             Outcome::Forgot
         }
-        Op::Status(key, now) => Outcome::Reported(reference.status(key, now)),
+        Op::Status(key, now) => Outcome::Reported(reference.status(&key, now)),
         Op::CrashOf(key, incarnation, now) => {
             Outcome::Decided(reference.record_crash_of(key, incarnation, now))
         }
@@ -375,6 +390,31 @@ mod tests {
                 .filter(|d| d.is_retry())
                 .count();
             assert_eq!(retries, 1);
+        }
+    }
+
+    #[test]
+    fn three_first_crashes_with_two_retries_grant_attempts_one_and_two() {
+        let at = Instant::now();
+        let mut scenario = Scenario::new(multi_retry_policy());
+        for _ in 0..3 {
+            scenario = scenario.thread([Op::Crash("a", at)]);
+        }
+        let histories = scenario.sequential_histories();
+        // The refused crash is any of the three, and the retries go to the other two in either
+        // order: every thread can get each of the three answers.
+        assert_eq!(histories.len(), 6);
+        for history in &histories {
+            let mut delays: Vec<_> = history
+                .thread_decisions()
+                .iter()
+                .map(|d| (d.is_retry(), d.retry_after()))
+                .collect();
+            delays.sort();
+            assert_eq!(
+                delays,
+                [(false, WINDOW), (true, BACKOFF), (true, 2 * BACKOFF)]
+            );
         }
     }
 

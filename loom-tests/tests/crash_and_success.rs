@@ -8,8 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use backend_recovery::BackendRecoveryStatus;
-use backend_recovery_loom_tests::{History, Key, Op, Scenario, fixed_state, model_policy};
+use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryStatus};
+use backend_recovery_loom_tests::{
+    History, Key, Op, RETRIES, Scenario, fixed_state, model_policy, multi_retry_policy,
+};
 
 const KEY: Key = "indexer";
 
@@ -81,33 +83,66 @@ fn crash_of_a_known_key_races_success() {
         );
 }
 
-// Model 2 with three threads: two crashes of a known key race its removal. The success may
-// come before, between or after them; the key is left with none, one or two crashes
-// accordingly, and never with a crash counted in a removed entry.
-#[test]
-fn two_crashes_race_success() {
+/// A key crashed once at `base`; two threads crash it again 400 ms later while a third forgets
+/// it; then a gate check.
+fn two_crashes_and_a_success(policy: BackendRecoveryPolicy) -> Scenario {
     let base = Instant::now();
     let at = base + Duration::from_millis(400);
-    Scenario::new(model_policy())
+    Scenario::new(policy)
         .setup([Op::Crash(KEY, base)])
         .thread([Op::Crash(KEY, at)])
         .thread([Op::Crash(KEY, at)])
         .thread([Op::Success(KEY)])
         .after([Op::Status(KEY, at)])
-        .check(
-            "model 2: two crashes of a known key vs success, 3 threads",
-            fixed_state,
-            |history| {
-                // No window closes at `at`: an entry is left exactly when the status sees one.
-                let healthy = history.final_status(0) == &BackendRecoveryStatus::Healthy;
-                assert_eq!(history.len == 0, healthy, "{history:#?}");
-                // Whatever the order, the two concurrent crashes share one window's retry.
-                let retries = history
-                    .thread_decisions()
-                    .iter()
-                    .filter(|d| d.is_retry())
-                    .count();
-                assert!(retries <= 1, "{history:#?}");
-            },
-        );
+}
+
+/// Property of model 2 with three threads: an entry is left exactly when the final check sees
+/// one (no window closes at the crashes' instant), and the two concurrent crashes never share
+/// an attempt: at most `retries_per_window` retries between them, each a distinct attempt
+/// (with the success between them, the later crash is a first crash again and the earlier one
+/// was not: attempts 2 and 1, never 1 and 1).
+fn crashes_share_one_window(history: &History, retries_per_window: u32) {
+    let healthy = history.final_status(0) == &BackendRecoveryStatus::Healthy;
+    assert_eq!(history.len == 0, healthy, "{history:#?}");
+    let mut attempts: Vec<u32> = history
+        .thread_decisions()
+        .iter()
+        .filter_map(|d| match d {
+            BackendRecoveryDecision::Retry { attempt, .. } => Some(*attempt),
+            BackendRecoveryDecision::Refuse { .. } => None,
+        })
+        .collect();
+    assert!(
+        attempts.len() <= retries_per_window as usize,
+        "{history:#?}"
+    );
+    attempts.sort_unstable();
+    assert!(
+        attempts.windows(2).all(|pair| pair[0] != pair[1]),
+        "two crashes got the same attempt: {history:#?}"
+    );
+}
+
+// Model 2 with three threads: two crashes of a known key race its removal. The success may
+// come before, between or after them; the key is left with none, one or two crashes
+// accordingly, and never with a crash counted in a removed entry.
+#[test]
+fn two_crashes_race_success() {
+    two_crashes_and_a_success(model_policy()).check(
+        "model 2: two crashes of a known key vs success, 3 threads",
+        fixed_state,
+        |history| crashes_share_one_window(history, 1),
+    );
+}
+
+// Model 2 with three threads and two retries per window (issue 6): the same race, where a crash
+// before the success is the window's second retry (attempt 2, 150 ms) and a crash after it a
+// first one again (attempt 1, 75 ms).
+#[test]
+fn two_crashes_race_success_with_two_retries() {
+    two_crashes_and_a_success(multi_retry_policy()).check(
+        "model 2: two crashes of a known key vs success, 3 threads, two retries",
+        fixed_state,
+        |history| crashes_share_one_window(history, RETRIES),
+    );
 }

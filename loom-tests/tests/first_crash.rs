@@ -7,12 +7,12 @@
 //! lets two threads update one cell at once; the first is serialized by the write guard.
 #![cfg(loom)]
 
-use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
 use backend_recovery::{BackendRecoveryDecision, BackendRecoveryRefusalReason};
 use backend_recovery_loom_tests::{
-    BACKOFF, History, Key, Op, Scenario, WINDOW, broken_state, fixed_state, model_policy,
+    BACKOFF, History, Key, Op, Scenario, WINDOW, broken_state, failure_of, fixed_state,
+    model_policy,
 };
 
 const KEY: Key = "indexer";
@@ -107,19 +107,13 @@ fn three_threads_first_crash_after_the_window_closed() {
 #[test]
 fn teeth_broken_cell_fails_model_1() {
     println!("teeth: model 1 with a load-then-store cell; loom must find two Retry decisions");
-    let failure = panic::catch_unwind(AssertUnwindSafe(|| {
+    let message = failure_of(|| {
         first_crash(2, true).check(
             "model 6: teeth, broken cell",
             broken_state,
             exactly_one_retry,
         );
-    }))
-    .expect_err("loom accepted a cell that updates without compare-and-swap");
-    let message = failure
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| failure.downcast_ref::<&str>().copied())
-        .unwrap_or("<not a string>");
+    });
     assert!(
         message.starts_with("2 Retry decisions in one window"),
         "the broken cell failed for another reason: {message}"

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use backend_recovery::BackendRecoveryStatus;
+use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryStatus};
 use backend_recovery_loom_tests::{
-    History, Key, Op, Outcome, Scenario, WINDOW, fixed_state, model_policy,
+    History, Key, Op, Outcome, Scenario, WINDOW, fixed_state, model_policy, multi_retry_policy,
 };
 
 const KEY: Key = "indexer";
@@ -103,19 +103,50 @@ fn status_races_the_crash_that_reopens_the_window() {
         );
 }
 
-// Model 5 with three threads: two crashes and a gate check. The check may see zero, one or two
-// crashes, but only as some sequential order would report them.
-#[test]
-fn status_races_two_crashes() {
+/// Two crashes of a new key and a gate check, with `policy`.
+fn status_and_two_crashes(policy: BackendRecoveryPolicy) -> Scenario {
     let at = Instant::now();
-    Scenario::new(model_policy())
+    Scenario::new(policy)
         .thread([Op::Crash(KEY, at)])
         .thread([Op::Crash(KEY, at)])
         .thread([Op::Status(KEY, at)])
         .after([Op::Status(KEY, at)])
-        .check(
-            "model 5: status vs two crashes, 3 threads",
-            fixed_state,
-            unavailable_only_after_a_refusal,
-        );
+}
+
+// Model 5 with three threads: two crashes and a gate check. The check may see zero, one or two
+// crashes, but only as some sequential order would report them.
+#[test]
+fn status_races_two_crashes() {
+    status_and_two_crashes(model_policy()).check(
+        "model 5: status vs two crashes, 3 threads",
+        fixed_state,
+        unavailable_only_after_a_refusal,
+    );
+}
+
+// Model 5 with three threads and two retries per window (issue 6): both crashes are retries,
+// so the check sees `Healthy`, `Recovering` with one crash or with two, never `Unavailable`.
+#[test]
+fn status_races_two_crashes_with_two_retries() {
+    status_and_two_crashes(multi_retry_policy()).check(
+        "model 5: status vs two crashes, 3 threads, two retries",
+        fixed_state,
+        |history| {
+            unavailable_only_after_a_refusal(history);
+            assert!(
+                history.thread_decisions().iter().all(|d| d.is_retry()),
+                "{history:#?}"
+            );
+            assert!(
+                matches!(
+                    history.final_status(0),
+                    BackendRecoveryStatus::Recovering {
+                        crashes_in_window: 2,
+                        ..
+                    }
+                ),
+                "{history:#?}"
+            );
+        },
+    );
 }

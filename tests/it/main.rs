@@ -5,7 +5,11 @@ mod bad_input;
 mod differential;
 mod features;
 mod linearizability;
-mod reference;
+/// The reference model, shared with the loom models: the same file is a module of the
+/// `loom-tests` crate, which exports it, hence its `pub` items (and `pub` here, so that they are
+/// reachable).
+#[path = "../../loom-tests/src/reference.rs"]
+pub mod reference;
 mod schedule;
 mod soak;
 mod spec_cases;
