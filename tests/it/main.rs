@@ -2,6 +2,7 @@
 //! independent reference model, and a real-thread stress test.
 
 mod bad_input;
+mod broker;
 mod differential;
 mod features;
 mod linearizability;
