@@ -137,6 +137,11 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// closed is the default), carrying the time until the first entry can be purged, or the
     /// budget window if none can. Keys already tracked keep their exact behaviour. A cap of 0
     /// refuses every crash.
+    ///
+    /// That hint is a lower bound: the state remembers it from its last scan instead of scanning
+    /// the whole table on every refused crash, and a tracked key that crashes again in a new
+    /// window moves its own expiry later, so a client that comes back on time may be told to
+    /// wait again. It never comes back too late: a success frees a place at once.
     pub fn with_max_entries(mut self, max_entries: usize) -> Self {
         self.occupancy = Occupancy::new(max_entries);
         self
