@@ -141,7 +141,8 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// That hint is a lower bound: the state remembers it from its last scan instead of scanning
     /// the whole table on every refused crash, and a tracked key that crashes again in a new
     /// window moves its own expiry later, so a client that comes back on time may be told to
-    /// wait again. It never comes back too late: a success frees a place at once.
+    /// wait again. (A success, on the other hand, frees a place at once, before any hint runs
+    /// out.)
     pub fn with_max_entries(mut self, max_entries: usize) -> Self {
         self.occupancy = Occupancy::new(max_entries);
         self
