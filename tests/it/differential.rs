@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState, BackoffGrowth};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 use crate::reference::ReferenceModel;
 
@@ -96,6 +97,55 @@ fn instant(base: Instant, window: Duration, at: At) -> Instant {
     }
 }
 
+/// Runs `op` on the crate and on the model at `step` and checks that they answer alike.
+fn run_op(
+    state: &BackendRecoveryState<u8>,
+    model: &mut ReferenceModel<u8>,
+    base: Instant,
+    window: Duration,
+    step: usize,
+    op: Op,
+) -> Result<(), TestCaseError> {
+    match op {
+        Op::Crash(key, at) => {
+            let now = instant(base, window, at);
+            prop_assert_eq!(
+                state.record_crash(key, now),
+                model.record_crash(key, now),
+                "crash of key {} at step {}",
+                key,
+                step
+            );
+        }
+        Op::CrashOf(key, incarnation, at) => {
+            let now = instant(base, window, at);
+            prop_assert_eq!(
+                state.record_crash_of(key, incarnation, now),
+                model.record_crash_of(key, incarnation, now),
+                "report of key {} incarnation {} at step {}",
+                key,
+                incarnation,
+                step
+            );
+        }
+        Op::Success(key) => {
+            state.record_success(&key);
+            model.record_success(&key);
+        }
+        Op::Status(key, at) => {
+            let now = instant(base, window, at);
+            prop_assert_eq!(
+                state.status(&key, now),
+                model.status(&key, now),
+                "status of key {} at step {}",
+                key,
+                step
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
@@ -111,36 +161,7 @@ proptest! {
         let window = state.policy().budget_window;
 
         for (step, op) in ops.into_iter().enumerate() {
-            match op {
-                Op::Crash(key, at) => {
-                    let now = instant(base, window, at);
-                    prop_assert_eq!(
-                        state.record_crash(key, now),
-                        model.record_crash(key, now),
-                        "crash of key {} at step {}", key, step
-                    );
-                }
-                Op::CrashOf(key, incarnation, at) => {
-                    let now = instant(base, window, at);
-                    prop_assert_eq!(
-                        state.record_crash_of(key, incarnation, now),
-                        model.record_crash_of(key, incarnation, now),
-                        "report of key {} incarnation {} at step {}", key, incarnation, step
-                    );
-                }
-                Op::Success(key) => {
-                    state.record_success(&key);
-                    model.record_success(&key);
-                }
-                Op::Status(key, at) => {
-                    let now = instant(base, window, at);
-                    prop_assert_eq!(
-                        state.status(&key, now),
-                        model.status(&key, now),
-                        "status of key {} at step {}", key, step
-                    );
-                }
-            }
+            run_op(&state, &mut model, base, window, step, op)?;
             prop_assert_eq!(state.len(), model.len());
         }
     }
@@ -194,36 +215,7 @@ proptest! {
             if let Some(at) = purge {
                 state.purge_expired(at);
             }
-            match op {
-                Op::Crash(key, at) => {
-                    let now = instant(base, window, at);
-                    prop_assert_eq!(
-                        state.record_crash(key, now),
-                        model.record_crash(key, now),
-                        "crash of key {} at step {}", key, step
-                    );
-                }
-                Op::CrashOf(key, incarnation, at) => {
-                    let now = instant(base, window, at);
-                    prop_assert_eq!(
-                        state.record_crash_of(key, incarnation, now),
-                        model.record_crash_of(key, incarnation, now),
-                        "report of key {} incarnation {} at step {}", key, incarnation, step
-                    );
-                }
-                Op::Success(key) => {
-                    state.record_success(&key);
-                    model.record_success(&key);
-                }
-                Op::Status(key, at) => {
-                    let now = instant(base, window, at);
-                    prop_assert_eq!(
-                        state.status(&key, now),
-                        model.status(&key, now),
-                        "status of key {} at step {}", key, step
-                    );
-                }
-            }
+            run_op(&state, &mut model, base, window, step, op)?;
             prop_assert!(state.len() <= model.len());
         }
     }

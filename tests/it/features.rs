@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::expected::{full, refuse, retry};
 use backend_recovery::{
-    BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryRefusalReason,
-    BackendRecoveryState, BackendRecoveryStatus,
+    BackendRecoveryPolicy, BackendRecoveryRefusalReason, BackendRecoveryState,
+    BackendRecoveryStatus,
 };
 
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -17,27 +18,6 @@ fn state() -> BackendRecoveryState<&'static str> {
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
-}
-
-fn retry(retry_after: Duration, attempt: u32) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Retry {
-        retry_after,
-        attempt,
-    }
-}
-
-fn refuse(retry_after: Duration) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Refuse {
-        reason: BackendRecoveryRefusalReason::BackendUnavailable,
-        retry_after,
-    }
-}
-
-fn full(retry_after: Duration) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Refuse {
-        reason: BackendRecoveryRefusalReason::CapacityExhausted,
-        retry_after,
-    }
 }
 
 #[test]

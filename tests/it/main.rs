@@ -4,6 +4,7 @@
 mod bad_input;
 mod broker;
 mod differential;
+mod expected;
 mod features;
 mod linearizability;
 /// The reference model, shared with the loom models: the same file is a module of the

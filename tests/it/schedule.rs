@@ -3,26 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::expected::{refuse, retry};
 use backend_recovery::{
-    BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryRefusalReason,
-    BackendRecoveryState, BackendRecoveryStatus, PolicyError,
+    BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryState, BackendRecoveryStatus,
+    PolicyError,
 };
 
 const MS: Duration = Duration::from_millis(1);
-
-fn retry(retry_after: Duration, attempt: u32) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Retry {
-        retry_after,
-        attempt,
-    }
-}
-
-fn refuse(retry_after: Duration) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Refuse {
-        reason: BackendRecoveryRefusalReason::BackendUnavailable,
-        retry_after,
-    }
-}
 
 #[test]
 fn exponential_schedule_is_pinned_exactly() {

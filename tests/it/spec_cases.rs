@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::expected::{refuse, retry};
 use backend_recovery::{
-    BackendKey, BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryRefusalReason,
-    BackendRecoveryState, BackendRecoveryStatus, BrokerInstanceKey, DEFAULT_RECOVERY_BUDGET_WINDOW,
+    BackendKey, BackendRecoveryPolicy, BackendRecoveryRefusalReason, BackendRecoveryState,
+    BackendRecoveryStatus, BrokerInstanceKey, DEFAULT_RECOVERY_BUDGET_WINDOW,
     DEFAULT_RECOVERY_RETRY_BACKOFF,
 };
 
@@ -18,20 +19,6 @@ fn state(backoff: Duration, window: Duration) -> BackendRecoveryState<String> {
     BackendRecoveryState::with_policy(policy(backoff, window))
 }
 
-fn retry(after: Duration) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Retry {
-        retry_after: after,
-        attempt: 1,
-    }
-}
-
-fn refuse(after: Duration) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Refuse {
-        reason: BackendRecoveryRefusalReason::BackendUnavailable,
-        retry_after: after,
-    }
-}
-
 fn key(name: &str) -> String {
     name.to_string()
 }
@@ -43,7 +30,7 @@ fn instant_taken_before_the_state_is_exact() {
     let s = state(Duration::from_millis(75), Duration::from_secs(30));
     assert_eq!(
         s.record_crash(key("a"), now),
-        retry(Duration::from_millis(75))
+        retry(Duration::from_millis(75), 1)
     );
     assert_eq!(
         s.record_crash(key("a"), now + Duration::from_secs(2)),
@@ -79,7 +66,7 @@ fn crash_exactly_at_the_window_end_opens_a_new_window() {
     );
     assert_eq!(
         s.record_crash(key("a"), now + window),
-        retry(Duration::from_millis(75))
+        retry(Duration::from_millis(75), 1)
     );
     // The new window starts at the crash that opened it.
     assert_eq!(
@@ -100,7 +87,7 @@ fn success_forgets_the_key() {
     assert_eq!(s.status("a", now), BackendRecoveryStatus::Healthy);
     assert_eq!(
         s.record_crash(key("a"), now),
-        retry(Duration::from_millis(75))
+        retry(Duration::from_millis(75), 1)
     );
 }
 
@@ -112,7 +99,7 @@ fn keys_are_independent() {
     s.record_crash(key("a"), now);
     assert_eq!(
         s.record_crash(key("b"), now),
-        retry(Duration::from_millis(75))
+        retry(Duration::from_millis(75), 1)
     );
     s.record_success("b");
     assert!(!s.status("a", now).is_available());
@@ -137,7 +124,7 @@ fn instants_out_of_order_count_as_zero_elapsed() {
     // The window still runs from its first crash.
     assert_eq!(
         s.record_crash(key("a"), now + Duration::from_secs(35)),
-        retry(Duration::from_millis(75))
+        retry(Duration::from_millis(75), 1)
     );
 }
 
@@ -149,7 +136,7 @@ fn zero_durations_clamp_to_one_millisecond() {
     assert_eq!(s.policy().budget_window, Duration::from_millis(1));
     assert_eq!(
         s.record_crash(key("a"), now),
-        retry(Duration::from_millis(1))
+        retry(Duration::from_millis(1), 1)
     );
     assert_eq!(
         s.record_crash(key("a"), now),
@@ -182,7 +169,7 @@ fn defaults_are_the_brokers() {
 fn duration_max_policies_decide_without_panicking() {
     let now = Instant::now();
     let s = state(Duration::MAX, Duration::MAX);
-    assert_eq!(s.record_crash(key("a"), now), retry(Duration::MAX));
+    assert_eq!(s.record_crash(key("a"), now), retry(Duration::MAX, 1));
     let later = now + 10 * YEAR;
     assert_eq!(
         s.record_crash(key("a"), later),
