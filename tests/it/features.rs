@@ -296,7 +296,7 @@ fn public_types_round_trip_through_serde() {
     let decision = retry(BACKOFF, 1);
     let json = serde_json::to_string(&decision).unwrap();
     assert_eq!(
-        serde_json::from_str::<BackendRecoveryDecision>(&json).unwrap(),
+        serde_json::from_str::<backend_recovery::BackendRecoveryDecision>(&json).unwrap(),
         decision
     );
     let policy = BackendRecoveryPolicy::new(BACKOFF, WINDOW);
