@@ -34,7 +34,7 @@ use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 
-use stores::{DashMapEntryStore, Key, MutexStore, Store};
+use stores::{DashMapEntryStore, Key, MutexStore, OursWithoutMetrics, Store};
 use workloads::{Answer, Workers, Workload};
 
 /// Thread counts of the matrix; 8 oversubscribes a 2-core machine, where a global lock convoys.
@@ -63,6 +63,23 @@ fn throughput(c: &mut Criterion) {
             bench::<BackendRecoveryState<Key>>(&mut group, workload, threads);
             bench::<MutexStore>(&mut group, workload, threads);
             bench::<DashMapEntryStore>(&mut group, workload, threads);
+        }
+        group.finish();
+    }
+}
+
+/// What metrics cost on the crash path: ours with and without counters, back to back, on the
+/// crash-only workloads (hot-key: every crash refused after the first; uniform-1k: spread),
+/// on 1 and 2 threads. Groups `metrics-<workload>`; the chart ignores them.
+fn metrics_overhead(c: &mut Criterion) {
+    for workload in [Workload::HotKey, Workload::Uniform1k] {
+        let mut group = c.benchmark_group(format!("metrics-{}", workload.name()));
+        for threads in [1, 2] {
+            group.throughput(Throughput::Elements(
+                threads as u64 * workload.ops_per_step(),
+            ));
+            bench::<BackendRecoveryState<Key>>(&mut group, workload, threads);
+            bench::<OursWithoutMetrics>(&mut group, workload, threads);
         }
         group.finish();
     }
@@ -146,6 +163,6 @@ fn mix(answers: &[Answer]) -> String {
 criterion_group! {
     name = benches;
     config = config();
-    targets = baselines_agree_with_ours, throughput
+    targets = baselines_agree_with_ours, throughput, metrics_overhead
 }
 criterion_main!(benches);

@@ -53,6 +53,7 @@ const CRASH_MASK: u64 = (1 << CRASH_BITS) - 1;
 
 /// The largest crash count a word stores; see [`Word`].
 /// The largest crash count a word stores for `policy`; see [`Word`].
+#[inline]
 fn count_ceiling(policy: &BackendRecoveryPolicy) -> u32 {
     policy.retries_per_window.min(MAX_RETRIES_PER_WINDOW) + 1
 }
@@ -65,6 +66,7 @@ impl Word {
     /// No crash recorded: decides like a key the state has never seen.
     pub(crate) const VACANT: Word = Word(0);
 
+    #[inline]
     fn new(window_start: u64, crashes: u32) -> Self {
         debug_assert!(window_start <= MAX_TICK);
         debug_assert!(crashes <= MAX_RETRIES_PER_WINDOW + 1);
@@ -72,11 +74,13 @@ impl Word {
     }
 
     /// Crashes counted in the window, whether or not it is still open.
+    #[inline]
     fn crashes(self) -> u32 {
         // Masked to CRASH_BITS, so the cast cannot truncate.
         (self.0 & CRASH_MASK) as u32
     }
 
+    #[inline]
     fn window_start(self) -> u64 {
         self.0 >> CRASH_BITS
     }
@@ -88,6 +92,7 @@ impl Word {
     }
 
     /// `(window_start, crashes)` if a window is open at `now`; `None` if vacant or closed.
+    #[inline]
     fn open_window(self, now: u64, policy: &BackendRecoveryPolicy) -> Option<(u64, u32)> {
         let crashes = self.crashes();
         let start = self.window_start();
@@ -105,6 +110,7 @@ impl std::fmt::Debug for Word {
 }
 
 /// Time from `start` to `now`; zero if `now` is earlier, as the spec's `elapsed_since`.
+#[inline]
 fn elapsed(start: u64, now: u64) -> Duration {
     Duration::from_nanos(now.saturating_sub(start))
 }
@@ -112,6 +118,7 @@ fn elapsed(start: u64, now: u64) -> Duration {
 /// The spec's `record_crash` as a pure function: the word after a crash at `now`, and the answer.
 /// `jitter_seed` is the key's [`jitter_seed`](crate::jitter_seed), or anything when the policy
 /// has no jitter.
+#[inline]
 pub(crate) fn crash(
     word: Word,
     now: u64,
@@ -181,6 +188,7 @@ impl CountedReport {
 }
 
 /// What a gate check at `now` reports for `word`, consistent with what [`crash`] would answer.
+#[inline]
 pub(crate) fn status(
     word: Word,
     now: u64,
@@ -224,6 +232,7 @@ impl Cell {
     }
 
     /// The current word. A plain load: gate checks never write shared memory in the cell.
+    #[inline]
     pub(crate) fn load(&self) -> Word {
         // Relaxed: see the type's note on orderings.
         Word(self.word.load(Ordering::Relaxed))
@@ -234,6 +243,7 @@ impl Cell {
     /// `transition` may run several times, once per lost race. A transition that leaves the
     /// word unchanged is answered from the load alone, with no write: that load is the
     /// operation's linearization point.
+    #[inline]
     pub(crate) fn update<R>(&self, mut transition: impl FnMut(Word) -> (Word, R)) -> R {
         let mut current = self.load();
         loop {

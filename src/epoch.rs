@@ -47,9 +47,16 @@ impl Epoch {
     }
 
     /// `at` as ticks since the epoch, saturating to `0..=MAX_TICK`.
+    ///
+    /// On every call's path, so in u64 arithmetic: `Duration::as_nanos` goes through u128.
+    #[inline]
     pub(crate) fn ticks(&self, at: Instant) -> u64 {
         match at.checked_duration_since(self.origin) {
-            Some(since) => u64::try_from(since.as_nanos()).map_or(MAX_TICK, |n| n.min(MAX_TICK)),
+            Some(since) => since
+                .as_secs()
+                .checked_mul(1_000_000_000)
+                .and_then(|nanos| nanos.checked_add(u64::from(since.subsec_nanos())))
+                .map_or(MAX_TICK, |nanos| nanos.min(MAX_TICK)),
             None => 0,
         }
     }

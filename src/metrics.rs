@@ -80,6 +80,7 @@ impl Metrics {
         Metrics { blocks: None }
     }
 
+    #[inline]
     pub(crate) fn add(&self, counter: Counter, amount: u64) {
         let Some(blocks) = &self.blocks else { return };
         let cell = &blocks.get_or_default().0[counter as usize];

@@ -124,6 +124,7 @@ impl BackendRecoveryPolicy {
     /// Exponential growth multiplies in integer nanoseconds, rounding down at each step, and
     /// stops at the cap; jitter then adds `delay × jitter × u`, with `u` in `[0, 1)` drawn from
     /// the seed and the attempt, and the cap still bounds the sum.
+    #[inline]
     pub fn retry_delay(&self, attempt: u32, jitter_seed: u64) -> Duration {
         let base = self.retry_backoff.as_nanos();
         let (grown, cap) = match self.backoff_growth {

@@ -73,3 +73,31 @@ impl Store for BackendRecoveryState<Key> {
         BackendRecoveryState::purge_expired(self, now)
     }
 }
+
+/// The crate with its counters switched off (`without_metrics`): the metrics-overhead benches
+/// compare it with [`BackendRecoveryState`] to show what counting costs on the crash path.
+pub(crate) struct OursWithoutMetrics(BackendRecoveryState<Key>);
+
+impl Store for OursWithoutMetrics {
+    const NAME: &'static str = "ours-no-metrics";
+
+    fn with_policy(policy: BackendRecoveryPolicy) -> Self {
+        OursWithoutMetrics(BackendRecoveryState::with_policy(policy).without_metrics())
+    }
+
+    fn record_crash(&self, key: Key, now: Instant) -> BackendRecoveryDecision {
+        self.0.record_crash(key, now)
+    }
+
+    fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {
+        self.0.status(key, now)
+    }
+
+    fn record_success(&self, key: &Key) {
+        self.0.record_success(key);
+    }
+
+    fn purge_expired(&self, now: Instant) -> usize {
+        self.0.purge_expired(now)
+    }
+}
