@@ -51,7 +51,6 @@ pub(crate) struct Word(u64);
 const CRASH_BITS: u32 = 64 - TICK_BITS;
 const CRASH_MASK: u64 = (1 << CRASH_BITS) - 1;
 
-/// The largest crash count a word stores; see [`Word`].
 /// The largest crash count a word stores for `policy`; see [`Word`].
 #[inline]
 fn count_ceiling(policy: &BackendRecoveryPolicy) -> u32 {

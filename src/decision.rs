@@ -63,7 +63,8 @@ impl BackendRecoveryDecision {
 #[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BackendRecoveryRefusalReason {
-    /// The backend crashed again after its retry within the budget window.
+    /// The backend crashed again after the retries its policy allows in the budget window
+    /// (after its one retry, with the spec's policy).
     BackendUnavailable,
     /// The backend is not tracked and the state is full (`max_entries`), even after purging.
     ///

@@ -30,9 +30,9 @@ pub(crate) struct Epoch {
 impl Epoch {
     /// An epoch up to [`LOOKBACK`] before `now`.
     ///
-    /// A platform whose monotonic clock cannot reach that far back (on some, `Instant` cannot
-    /// go before boot) gets the furthest-back epoch it can represent, halving the lookback until
-    /// the subtraction succeeds.
+    /// On a platform whose monotonic clock cannot reach that far back (on some, `Instant` cannot
+    /// go before boot), the lookback is halved until the subtraction succeeds: the epoch is then
+    /// less far back than the platform could represent, by less than half.
     pub(crate) fn before(now: Instant) -> Self {
         let mut lookback = LOOKBACK;
         loop {

@@ -6,11 +6,11 @@
 //! background thread). After each such purge the threshold becomes
 //! `max(2 * survivors, survivors + SLACK)`, so purging costs O(1) amortised per insert.
 //!
-//! One thread leads a purge at a time. Others keep inserting meanwhile; if the count reaches
-//! twice the threshold before the lead is done, each inserting thread also purges before it
-//! returns, so no thread can add more than one entry past that point. Hence, at all times,
+//! One thread leads a purge at a time. Others keep inserting meanwhile; once the count reaches
+//! twice the threshold before the lead is done, every inserting thread also purges after each
+//! insert, so the excess past that point is a few entries per inserting thread. Hence
 //!
-//! > `len() <= 2 * max(2 * E, E + SLACK) + T`,
+//! > `len() <= 2 * max(2 * E, E + SLACK) + (a few) * T`,
 //!
 //! where `E` is the number of entries that survived the last led purge and `T` the number of
 //! threads inserting at once. An automatic purge keeps every entry whose window started within
@@ -108,10 +108,12 @@ impl Occupancy {
     }
 
     /// For a full state at tick `now`: `None` if a purge might free a place, else how many
-    /// ticks until one can.
-    pub(crate) fn ticks_until_purge_can_free(&self, now: u64) -> Option<u64> {
+    /// ticks until one can. A mark more than `horizon` ahead (the automatic purge's age) was
+    /// set by a call whose instant ran far ahead of this one's; it is not trusted, so that one
+    /// far-future instant cannot stop every other thread from purging.
+    pub(crate) fn ticks_until_purge_can_free(&self, now: u64, horizon: u64) -> Option<u64> {
         let next = self.no_purge_before.load(Ordering::Relaxed);
-        (now < next).then(|| next - now)
+        (now < next && next - now <= horizon).then(|| next - now)
     }
 
     /// Records that no entry can be purged before tick `next` (entries inserted later expire

@@ -136,19 +136,23 @@ impl BackendRecoveryPolicy {
                 let cap = cap.as_nanos();
                 let mut delay = base.min(cap);
                 for _ in 1..attempt {
-                    if delay >= cap {
+                    // At most Duration::MAX in ns (< 2^95) times a factor below 2^32: fits.
+                    let next = (delay * u128::from(factor_per_mille) / PER_MILLE).min(cap);
+                    // At the cap, or a factor of 1 (or less, in fields set by hand): done.
+                    if next <= delay {
                         break;
                     }
-                    // At most Duration::MAX in ns (< 2^95) times a factor below 2^32: fits.
-                    delay = (delay * u128::from(factor_per_mille) / PER_MILLE).min(cap);
+                    delay = next;
                 }
                 (delay, cap)
             }
         };
-        let jitter = if self.jitter_per_mille == 0 {
+        // Clamped here too: the fields are public, and this method is callable on any policy.
+        let jitter_per_mille = self.jitter_per_mille.min(1000);
+        let jitter = if jitter_per_mille == 0 {
             0
         } else {
-            let most = grown * u128::from(self.jitter_per_mille) / PER_MILLE;
+            let most = grown * u128::from(jitter_per_mille) / PER_MILLE;
             // `most` < 2^96 and the draw < 2^32: the product fits in 128 bits.
             (most * u128::from(jitter_draw(jitter_seed, attempt))) >> 32
         };
@@ -327,6 +331,26 @@ mod tests {
             ..BackendRecoveryPolicy::new(Duration::MAX, Duration::MAX)
         };
         assert_eq!(fixed.retry_delay(1, 3), Duration::MAX);
+    }
+
+    #[test]
+    fn out_of_range_fields_set_by_hand_do_not_panic() {
+        let mut policy = BackendRecoveryPolicy::new(Duration::MAX, Duration::MAX);
+        policy.jitter_per_mille = u32::MAX;
+        assert_eq!(policy.retry_delay(1, 12_345), Duration::MAX);
+        policy.backoff_growth = BackoffGrowth::Exponential {
+            factor_per_mille: 0,
+            cap: Duration::MAX,
+        };
+        policy.jitter_per_mille = 0;
+        // A factor below 1 never shrinks the delay, and the loop stops at once.
+        assert_eq!(policy.retry_delay(u32::MAX, 0), Duration::MAX);
+        let mut unit = BackendRecoveryPolicy::new(MS, Duration::MAX);
+        unit.backoff_growth = BackoffGrowth::Exponential {
+            factor_per_mille: 1000,
+            cap: Duration::MAX,
+        };
+        assert_eq!(unit.retry_delay(u32::MAX, 0), MS);
     }
 
     #[test]

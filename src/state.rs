@@ -132,10 +132,14 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// The same state, holding at most `max_entries` keys.
     ///
-    /// When it is full even after purging expired entries, a crash of a key it does not track
-    /// is refused with [`BackendRecoveryRefusalReason::CapacityExhausted`] (see there why failing
-    /// closed is the default), carrying the time until the first entry can be purged, or the
-    /// budget window if none can. Keys already tracked keep their exact behaviour. A cap of 0
+    /// When it is full, a crash of a key it does not track first purges, as automatic purging
+    /// does: entries whose window started at least two budget windows ago (one window past
+    /// expiry, the margin that keeps purging invisible to threads whose instants lag; an
+    /// explicit [`purge_expired`](Self::purge_expired) takes expired entries at once). If that
+    /// frees no place, the crash is refused with
+    /// [`BackendRecoveryRefusalReason::CapacityExhausted`] (see there why failing closed is the
+    /// default), carrying the time until the first entry can be purged so, or the budget window
+    /// if none is left to wait for. Keys already tracked keep their exact behaviour. A cap of 0
     /// refuses every crash.
     ///
     /// That hint is a lower bound: the state remembers it from its last scan instead of scanning
@@ -297,8 +301,8 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// themselves once the count reaches `max(2 * E, E + 1024)`, where `E` is what survived the
     /// previous automatic purge, and an automatic purge keeps only entries whose window started
     /// within two budget windows of its instant. Inserts that race a running purge can add up
-    /// to as many again before they must purge too, so at all times
-    /// `len() <= 2 * max(2 * E, E + 1024) + T`, `T` the threads inserting at once: with instants
+    /// to as many again before they must purge after every insert too, so `len()` stays within
+    /// `2 * max(2 * E, E + 1024)` plus a few entries per thread inserting at once: with instants
     /// that follow real time, a small multiple of the keys that crashed in the last two windows.
     /// Exact when no other thread is inserting or removing.
     pub fn len(&self) -> usize {
@@ -385,7 +389,9 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             Err(key) => {
                 // Full. A purge that cannot free a place yet is skipped: scanning the whole
                 // table on every refused crash would make a flood of new keys expensive.
-                if let Some(ticks) = self.occupancy.ticks_until_purge_can_free(now) {
+                let horizon = u64::try_from(self.automatic_purge_age().as_nanos());
+                let horizon = horizon.unwrap_or(u64::MAX);
+                if let Some(ticks) = self.occupancy.ticks_until_purge_can_free(now, horizon) {
                     return Err(Duration::from_nanos(ticks));
                 }
                 // No guard is held here, so purging cannot deadlock with this insert.

@@ -193,6 +193,24 @@ fn a_full_state_refuses_new_keys_and_keeps_tracked_ones_exact() {
     assert_eq!(s.len(), 2);
 }
 
+/// One call with an instant an hour ahead of the others must not stop a full state from
+/// purging for the others (the remembered "nothing to purge before" mark is not trusted when it
+/// lies further ahead than the automatic purge's age).
+#[test]
+fn a_far_future_instant_does_not_stop_a_full_state_from_purging() {
+    let now = Instant::now();
+    let window = secs(1);
+    let s = BackendRecoveryState::<&str>::with_policy(BackendRecoveryPolicy::new(BACKOFF, window))
+        .with_max_entries(1);
+    assert!(s.record_crash("a", now).is_retry());
+    // An hour ahead: the state is full, purges "a" and tracks "b".
+    assert!(s.record_crash("b", now + secs(3_600)).is_retry());
+    s.record_success(&"b");
+    assert!(s.record_crash("c", now + window).is_retry());
+    // Back in the present, "c" has been expired for 98 s: it is purged and "e" is tracked.
+    assert_eq!(s.record_crash("e", now + secs(100)), retry(BACKOFF, 1));
+}
+
 #[test]
 fn capacity_zero_refuses_every_crash_and_one_holds_one_key() {
     let now = Instant::now();
