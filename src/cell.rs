@@ -31,7 +31,9 @@ use crate::decision::{
 };
 use crate::epoch::{MAX_TICK, TICK_BITS};
 use crate::policy::{BackendRecoveryPolicy, MAX_RETRIES_PER_WINDOW};
-use crate::sync::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// The packed state of one backend.
 ///
@@ -215,10 +217,48 @@ pub(crate) fn status(
 /// Orderings: the word is the whole state of its backend and publishes no other memory, so
 /// coherence of this one location is all the protocol needs and `Relaxed` suffices. The cell's
 /// creation and removal are ordered by the table's shard locks, not by these operations.
+///
+/// Where the word lives: inline, until a gate check wants to cache the cell; then
+/// ([`Cell::promote`]) in a [`Shared`] behind an [`Arc`], so that a thread's read cache
+/// (`cache.rs`) can keep reading it after the table's guard is gone (see [`Cell::retire`]).
+/// Inline first because the extra allocation and pointer cost the crash path a cache miss per
+/// call when keys are many (uniform-100k ran at half speed with every word behind an `Arc`),
+/// and only keys that gate checks read need it.
 pub(crate) struct Cell {
+    /// The word while `shared` is `None`; unused after.
     word: AtomicU64,
+    shared: Option<Arc<Shared>>,
     /// Boxed: most keys are never reported by incarnation, and a small cell keeps the map dense.
     last_report: Option<Box<CountedReport>>,
+}
+
+/// The part of a [`Cell`] that may outlive its entry in the table: its word, and whether the
+/// entry has been removed (*retired*).
+///
+/// std's `Arc` even under loom: the models check the word and the retired flag, which are loom
+/// atomics; the reference count decides only when memory is freed, which no answer depends on.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    word: AtomicU64,
+    retired: AtomicBool,
+}
+
+impl Shared {
+    /// The word, or `None` once the cell has been removed from the table.
+    ///
+    /// Why a word read here is one the table could have answered during this call: the flag is
+    /// set under the write guard that removes the entry, before the removal, and a retired
+    /// cell's word never changes again (crashes reach cells only through the table). So a word
+    /// loaded from a cell whose flag still reads `false` is a value the key's entry held at
+    /// some moment of this call. Loom model 12 checks this against removal and re-insertion.
+    #[inline]
+    pub(crate) fn load_live(&self) -> Option<Word> {
+        // Relaxed: the word freezes once retired, so the argument above needs no order between
+        // the two loads; a thread that learnt of the removal through any synchronising
+        // operation then sees the flag, by coherence.
+        let word = Word(self.word.load(Ordering::Relaxed));
+        (!self.retired.load(Ordering::Relaxed)).then_some(word)
+    }
 }
 
 impl Cell {
@@ -226,7 +266,18 @@ impl Cell {
     pub(crate) fn vacant() -> Self {
         Cell {
             word: AtomicU64::new(Word::VACANT.0),
+            shared: None,
             last_report: None,
+        }
+    }
+
+    /// The atomic that holds the word now. Which one can change only through `&mut self`
+    /// ([`promote`](Self::promote)), that is under the write guard, never under a reader.
+    #[inline]
+    fn atomic(&self) -> &AtomicU64 {
+        match &self.shared {
+            Some(shared) => &shared.word,
+            None => &self.word,
         }
     }
 
@@ -234,7 +285,36 @@ impl Cell {
     #[inline]
     pub(crate) fn load(&self) -> Word {
         // Relaxed: see the type's note on orderings.
-        Word(self.word.load(Ordering::Relaxed))
+        Word(self.atomic().load(Ordering::Relaxed))
+    }
+
+    /// Another handle on the cell's word, for a thread's read cache, if the cell has been
+    /// [promoted](Self::promote).
+    pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared.clone()
+    }
+
+    /// Moves the word into a [`Shared`] that read caches can hold, if it is not there yet, and
+    /// returns a handle on it. Under the write guard (hence `&mut`): no crash is updating the
+    /// inline word meanwhile, so the move loses nothing.
+    pub(crate) fn promote(&mut self) -> Arc<Shared> {
+        let word = self.load();
+        Arc::clone(self.shared.get_or_insert_with(|| {
+            Arc::new(Shared {
+                word: AtomicU64::new(word.0),
+                retired: AtomicBool::new(false),
+            })
+        }))
+    }
+
+    /// Marks the cell removed. Callers retire a cell under the write guard that removes it
+    /// from the table, before that guard is released, so no reader can find the cell in the
+    /// table, or in its cache, after the removal without seeing the mark. (A cell never
+    /// promoted is in no cache: nothing to mark.)
+    pub(crate) fn retire(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.retired.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Applies `transition` atomically and returns its answer for the word it was applied to.
@@ -252,7 +332,7 @@ impl Cell {
             }
             // Relaxed on success and failure: see the type's note on orderings. A weak CAS can
             // fail spuriously, which the loop absorbs.
-            match self.word.compare_exchange_weak(
+            match self.atomic().compare_exchange_weak(
                 current.0,
                 next.0,
                 Ordering::Relaxed,
@@ -303,7 +383,8 @@ impl Cell {
             return true;
         }
         let word = self.load();
-        self.word.store(word.without_crashes().0, Ordering::Relaxed);
+        self.atomic()
+            .store(word.without_crashes().0, Ordering::Relaxed);
         false
     }
 
@@ -316,7 +397,7 @@ impl Cell {
         let (next, answer) = transition(current);
         if next != current {
             // Relaxed, as in `update`: the bug is the missing compare, not the ordering.
-            self.word.store(next.0, Ordering::Relaxed);
+            self.atomic().store(next.0, Ordering::Relaxed);
         }
         answer
     }
@@ -438,5 +519,32 @@ mod tests {
         assert!(cell.update(|w| crash(w, 0, &p, 0)).is_retry());
         assert!(!cell.update(|w| crash(w, MS, &p, 0)).is_retry());
         assert_eq!(cell.load().crashes(), 2);
+    }
+
+    #[test]
+    fn promotion_moves_the_word_and_later_updates_reach_every_handle() {
+        let p = policy(75, 1_000);
+        let mut cell = Cell::vacant();
+        assert!(cell.update(|w| crash(w, 0, &p, 0)).is_retry());
+        assert!(
+            cell.shared().is_none(),
+            "not promoted before a gate check asks"
+        );
+        let before = cell.load();
+        let handle = cell.promote();
+        assert_eq!(handle.load_live(), Some(before), "promotion keeps the word");
+        assert!(
+            Arc::ptr_eq(&handle, &cell.promote()),
+            "promoting twice is one home"
+        );
+        assert!(!cell.update(|w| crash(w, MS, &p, 0)).is_retry());
+        assert_eq!(cell.load().crashes(), 2);
+        assert_eq!(
+            handle.load_live(),
+            Some(cell.load()),
+            "the handle sees the update"
+        );
+        cell.retire();
+        assert_eq!(handle.load_live(), None, "a retired cell reads as gone");
     }
 }

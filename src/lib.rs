@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod cache;
 mod cell;
 mod decision;
 mod epoch;

@@ -7,9 +7,13 @@
 //! | `record_crash`             | read guard, CAS on the word    | write guard, insert        |
 //! | `record_crash_of`          | write guard                    | write guard, insert        |
 //! | `record_success`           | write guard, remove            | write guard, nothing       |
-//! | `status`                   | read guard, one load           | read guard                 |
+//! | `status`                   | none when cached (see below)   | read guard                 |
 //! | `purge_expired`, automatic | each shard's write guard in turn                            |
 //! | `snapshot`                 | each shard's read guard in turn                             |
+//!
+//! A gate check of a key it has checked before loads the cell it cached then (`cache.rs`): no
+//! guard, no shared write. Removals retire the cell under their write guard so that cached
+//! copies notice.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
@@ -17,6 +21,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::{Duration, Instant};
 
+use crate::cache::ReadCache;
 use crate::cell::{self, Cell, Word};
 use crate::decision::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
@@ -77,15 +82,20 @@ use crate::table::Table;
 /// state.record_success("indexer");
 /// assert!(state.is_empty());
 /// ```
-pub struct BackendRecoveryState<K = BackendKey, S = RandomState> {
+pub struct BackendRecoveryState<K: Send = BackendKey, S = RandomState> {
     policy: BackendRecoveryPolicy,
     epoch: Epoch,
     cells: Table<K, Cell, S>,
+    /// Each thread's cells of the keys it checked, for gate checks without a guard.
+    reads: ReadCache<K>,
     occupancy: Occupancy,
     metrics: Metrics,
     /// Loom builds only: crashes update cells by load-then-store, for the teeth model.
     #[cfg(loom)]
     broken_cell_updates: bool,
+    /// Loom builds only: removals do not retire cells, for the read cache's teeth model.
+    #[cfg(loom)]
+    broken_retirement: bool,
 }
 
 /// One tracked key and its status, from [`BackendRecoveryState::snapshot`].
@@ -98,7 +108,7 @@ pub struct BackendRecoverySnapshotEntry<K> {
     pub status: BackendRecoveryStatus,
 }
 
-impl<K: Hash + Eq> BackendRecoveryState<K, RandomState> {
+impl<K: Hash + Eq + Send> BackendRecoveryState<K, RandomState> {
     /// Empty state with the default policy (250 ms backoff, 30 s window).
     pub fn new() -> Self {
         Self::with_policy(BackendRecoveryPolicy::default())
@@ -110,23 +120,26 @@ impl<K: Hash + Eq> BackendRecoveryState<K, RandomState> {
     }
 }
 
-impl<K: Hash + Eq> Default for BackendRecoveryState<K, RandomState> {
+impl<K: Hash + Eq + Send> Default for BackendRecoveryState<K, RandomState> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
+impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Empty state with the given policy and a hasher for the key map.
     pub fn with_policy_and_hasher(policy: BackendRecoveryPolicy, hasher: S) -> Self {
         BackendRecoveryState {
             policy: policy.normalized(),
             epoch: Epoch::before(Instant::now()),
             cells: Table::with_hasher(hasher),
+            reads: ReadCache::new(),
             occupancy: Occupancy::new(usize::MAX),
             metrics: Metrics::enabled(),
             #[cfg(loom)]
             broken_cell_updates: false,
+            #[cfg(loom)]
+            broken_retirement: false,
         }
     }
 
@@ -164,6 +177,16 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     #[doc(hidden)]
     pub fn with_broken_cell_updates(mut self) -> Self {
         self.broken_cell_updates = true;
+        self
+    }
+
+    /// The same state with removals that forget to retire the cell they remove, so a thread's
+    /// cached copy stays readable after the removal: the bug the read cache's loom teeth model
+    /// must catch. Loom builds only.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_broken_retirement(mut self) -> Self {
+        self.broken_retirement = true;
         self
     }
 
@@ -259,6 +282,7 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
                 // Released under the write guard, so a crash that then finds the state full
                 // cannot have missed this removal.
                 self.occupancy.release(1);
+                self.retire(cell);
             }
             remove
         });
@@ -267,18 +291,41 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// What a gate check at `now` sees for `key`: serve it, or refuse it with a retry-after.
     ///
-    /// Read-only: it loads the key's cell and writes nothing of the state's, so checks on every
-    /// Hello do not contend with each other. The answer agrees with what a crash at `now` would
-    /// be told.
+    /// The answer agrees with what a crash at `now` would be told.
+    ///
+    /// Read-only, and built to scale with cores: the first check of a tracked key on a thread
+    /// looks it up under the shard's read guard and keeps a handle on its cell in a per-thread
+    /// cache (up to 4,096 keys per thread; the first check of a key on any thread also takes
+    /// the shard's write guard once, to give the cell a word that can be shared); later checks
+    /// on that thread load the cell through the handle and write no shared memory at all. A key without an entry (never crashed,
+    /// forgotten by a success, or purged) is looked up in the table each time. `K: Clone`
+    /// because the cache keeps its own copy of the key.
     pub fn status<Q>(&self, key: &Q, now: Instant) -> BackendRecoveryStatus
     where
-        K: Borrow<Q>,
+        K: Borrow<Q> + Clone,
         Q: Hash + Eq + ?Sized,
     {
         let now = self.epoch.ticks(now);
-        self.cells
-            .read(key, |cell| cell::status(cell.load(), now, &self.policy))
-            .unwrap_or(BackendRecoveryStatus::Healthy)
+        let hash = self.cells.hash_one(key);
+        let word = match self.reads.live_word(hash, key) {
+            Some(word) => word,
+            None => {
+                // Not cached: read the cell under the read guard (that read is the answer), and
+                // cache it for next time, promoting it under the write guard on its first check.
+                let entry = self
+                    .cells
+                    .read_entry(key, |key, cell| (cell.load(), key.clone(), cell.shared()));
+                let Some((word, key, shared)) = entry else {
+                    return BackendRecoveryStatus::Healthy;
+                };
+                let shared = shared.or_else(|| self.cells.update::<K, _>(&key, Cell::promote));
+                if let Some(shared) = shared {
+                    self.reads.insert(hash, key, shared);
+                }
+                word
+            }
+        };
+        cell::status(word, now, &self.policy)
     }
 
     /// Removes every entry whose budget window has closed at `now`, and returns how many.
@@ -435,8 +482,9 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             let word = cell.load();
             let expired = cell::expired(word, now, age);
             if expired {
-                // Released under the shard's write guard, as in `record_success`.
+                // Released and retired under the shard's write guard, as in `record_success`.
                 self.occupancy.release(1);
+                self.retire(cell);
             } else {
                 let until = cell::time_until_expired(word, now, age);
                 soonest = Some(soonest.map_or(until, |s| s.min(until)));
@@ -445,6 +493,15 @@ impl<K: Hash + Eq, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         });
         self.metrics.add(Counter::EntriesPurged, removed as u64);
         (removed, soonest)
+    }
+
+    /// Marks a cell being removed, under the write guard that removes it (see `cache.rs`).
+    fn retire(&self, cell: &mut Cell) {
+        #[cfg(loom)]
+        if self.broken_retirement {
+            return;
+        }
+        cell.retire();
     }
 
     fn count(&self, decision: &BackendRecoveryDecision) {
@@ -470,7 +527,7 @@ fn capacity_refusal(retry_after: Duration) -> BackendRecoveryDecision {
 
 impl<K, S> fmt::Debug for BackendRecoveryState<K, S>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Send,
     S: BuildHasher + Clone,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

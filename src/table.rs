@@ -30,11 +30,20 @@ pub(crate) struct Table<K, V, S> {
     hasher: S,
 }
 
+/// Shards of the map. dashmap's default is four per CPU (8 on 2 cores). More shards cost
+/// 128 bytes each per state and make a collision between two writers rarer; it matters most
+/// when threads outnumber cores, where the holder of a write guard can be descheduled and
+/// every thread that needs its shard waits for it: with 256 shards the churn bench on 8
+/// threads over 2 cores measured 1.08x the mutex against 0.91x with dashmap's 8 (median of
+/// three runs each, `docs/throughput-investigation.md`).
+#[cfg(not(loom))]
+const SHARDS: usize = 256;
+
 #[cfg(not(loom))]
 impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
     pub(crate) fn with_hasher(hasher: S) -> Self {
         Table {
-            map: DashMap::with_hasher(hasher),
+            map: DashMap::with_hasher_and_shard_amount(hasher, SHARDS),
         }
     }
 
@@ -46,6 +55,29 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
     {
         // The guard lives until the closure returns: a cell is never updated after its removal.
         self.map.get(key).map(|value| f(value.value()))
+    }
+
+    /// `key`'s hash under the table's hasher.
+    pub(crate) fn hash_one<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.map.hasher().hash_one(key)
+    }
+
+    /// `f(value)` under the shard's write guard, or `None` if `key` is absent.
+    pub(crate) fn update<Q, R>(&self, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get_mut(key).map(|mut value| f(value.value_mut()))
+    }
+
+    /// As [`read`](Self::read), with the stored key too.
+    pub(crate) fn read_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&K, &V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get(key).map(|entry| f(entry.key(), entry.value()))
     }
 
     /// `f(value)` under the shard's write guard, inserting the value `vacant()` makes first if
@@ -132,6 +164,10 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
         Table { shards, hasher }
     }
 
+    pub(crate) fn hash_one<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V, S> {
         // Truncation is fine: only the low bits pick a shard.
         &self.shards[self.hasher.hash_one(key) as usize % Self::SHARDS]
@@ -144,6 +180,24 @@ impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
     {
         let guard = self.shard(key).read().expect(POISONED);
         guard.get(key).map(f)
+    }
+
+    pub(crate) fn update<Q, R>(&self, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut guard = self.shard(key).write().expect(POISONED);
+        guard.get_mut(key).map(f)
+    }
+
+    pub(crate) fn read_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&K, &V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let guard = self.shard(key).read().expect(POISONED);
+        guard.get_key_value(key).map(|(key, value)| f(key, value))
     }
 
     pub(crate) fn upsert<R>(

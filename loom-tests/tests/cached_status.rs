@@ -1,0 +1,145 @@
+//! Model 12: a gate check through a thread's read cache racing the key's removal and
+//! re-insertion.
+//!
+//! `status` keeps, per thread, a handle on the cells it has looked up, and later reads the cell
+//! through it without any guard (the crate's `cache.rs`). The handle outlives the table's guard,
+//! so a removal must *retire* the cell, under the write guard that removes it, or a thread would
+//! keep reading a cell the table no longer holds. Here the checking thread looks the key up
+//! (caching its cell) while another thread forgets the key (success, or a purge of its closed
+//! window) and a new crash inserts a new cell. Once the checker has seen the other thread
+//! finish (a release/acquire flag, so "finished" is real-time order), its next check must see
+//! the new cell; and its two checks never go back in time.
+#![cfg(loom)]
+
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
+
+use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState, BackendRecoveryStatus};
+use backend_recovery_loom_tests::{
+    FixedHasher, Key, WINDOW, failure_of, fixed_state, model_policy, run_model,
+};
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, Ordering};
+
+const KEY: Key = "indexer";
+
+/// How the other thread forgets the key before crashing it again.
+#[derive(Clone, Copy)]
+enum Forget {
+    /// `record_success`: removes the entry at once.
+    Success,
+    /// `purge_expired` once the key's window has closed.
+    Purge,
+}
+
+/// Where a status stands in the only order the other thread's calls allow: the old entry, the
+/// key forgotten, the new entry.
+fn stage(status: &BackendRecoveryStatus) -> u8 {
+    match status {
+        BackendRecoveryStatus::Unavailable { .. } => 0,
+        BackendRecoveryStatus::Healthy => 1,
+        BackendRecoveryStatus::Recovering {
+            crashes_in_window: 1,
+            ..
+        } => 2,
+        other => panic!("a status no order of the calls gives: {other:?}"),
+    }
+}
+
+/// The model: the key crashed twice at `base` (unavailable); the other thread forgets it and
+/// crashes it again at `at`; this thread checks it at `at` twice.
+fn model<S>(
+    name: &str,
+    forget: Forget,
+    make_state: fn(BackendRecoveryPolicy) -> BackendRecoveryState<Key, S>,
+) where
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    run_model(name, move || {
+        let base = Instant::now();
+        let state = Arc::new(make_state(model_policy()));
+        state.record_crash(KEY, base);
+        state.record_crash(KEY, base);
+        // After a success the crash comes 100 ms into the old window; after a purge, when the
+        // old window has closed. Either way the old entry reads `Unavailable` (or, purged at
+        // its end, `Healthy`) and the new one `Recovering` with one crash.
+        let at = match forget {
+            Forget::Success => base + Duration::from_millis(100),
+            Forget::Purge => base + WINDOW,
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (state, done) = (Arc::clone(&state), Arc::clone(&done));
+            loom::thread::spawn(move || {
+                match forget {
+                    Forget::Success => state.record_success(&KEY),
+                    Forget::Purge => assert_eq!(state.purge_expired(at), 1),
+                }
+                let decision = state.record_crash(KEY, at);
+                done.store(true, Ordering::Release);
+                decision
+            })
+        };
+        let first = state.status(&KEY, at);
+        let finished = done.load(Ordering::Acquire);
+        let second = state.status(&KEY, at);
+        assert!(
+            stage(&first) <= stage(&second),
+            "the second check went back in time: {first:?}, then {second:?}"
+        );
+        if finished {
+            assert_eq!(
+                stage(&second),
+                2,
+                "checked after the re-insertion finished, but saw {second:?} (first {first:?})"
+            );
+        }
+        assert!(
+            other.join().unwrap().is_retry(),
+            "the crash after forgetting is a first crash"
+        );
+    });
+}
+
+// Model 12: a cached check vs a success and a new crash.
+#[test]
+fn cached_check_races_success_and_reinsertion() {
+    model(
+        "model 12: cached status vs success and re-insertion",
+        Forget::Success,
+        fixed_state,
+    );
+}
+
+// Model 12: a cached check vs a purge of the closed window and a new crash.
+#[test]
+fn cached_check_races_purge_and_reinsertion() {
+    model(
+        "model 12: cached status vs purge and re-insertion",
+        Forget::Purge,
+        fixed_state,
+    );
+}
+
+/// The state of [`fixed_state`] whose removals forget to retire cells.
+fn unretiring_state(policy: BackendRecoveryPolicy) -> BackendRecoveryState<Key, FixedHasher> {
+    fixed_state(policy).with_broken_retirement()
+}
+
+// Model 12's teeth: with removals that do not retire cells, a thread keeps reading the removed
+// cell from its cache, and loom must find the interleaving where that shows.
+#[test]
+fn teeth_unretired_cells_are_caught() {
+    let message = failure_of(|| {
+        model(
+            "model 12: teeth, removals without retirement",
+            Forget::Success,
+            unretiring_state,
+        )
+    });
+    assert!(
+        message.contains("checked after the re-insertion finished"),
+        "failed for another reason: {message}"
+    );
+    println!("teeth: the unretired cache fails model 12 as it must: {message}");
+}
