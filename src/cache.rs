@@ -43,10 +43,24 @@ use crate::cell::{Shared, Word};
 /// backends a broker's worker checks over and over, small next to the table itself.
 pub(crate) const CAPACITY: usize = 4096;
 
-/// One thread's cached cells, each with its key's hash under the state's hasher. A `HashTable`
-/// rather than a `HashMap`: it takes the hash from the caller, so the cache needs no hasher of
-/// its own (the state's `S` would have to be `Send` to live in every thread's map).
-type Local<K> = HashTable<(u64, K, Arc<Shared>)>;
+/// One thread's cached cells, each with its key's hash under the state's hasher; `None` for a
+/// key checked once and not cached yet (see [`Lookup::Seen`]). A `HashTable` rather than a
+/// `HashMap`: it takes the hash from the caller, so the cache needs no hasher of its own (the
+/// state's `S` would have to be `Send` to live in every thread's map).
+type Local<K> = HashTable<(u64, K, Option<Arc<Shared>>)>;
+
+/// What a thread's cache knows of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Its cell is cached and still in the table: this is its word.
+    Live(Word),
+    /// This thread checked the key once before and did not cache it: a second check is worth
+    /// giving the cell a shared word (which takes the write guard once). One-off checks, as of
+    /// a key about to be forgotten, never pay that.
+    Seen,
+    /// Nothing cached (or a cell that has been removed since, now dropped).
+    Miss,
+}
 
 /// Every thread's cache of one state's cells.
 pub(crate) struct ReadCache<K: Send> {
@@ -66,54 +80,71 @@ impl<K: Eq + Send> ReadCache<K> {
         }
     }
 
-    /// The word of `key`'s cached cell, if this thread has one and it is still in the table.
-    /// `hash` is the key's hash under the state's hasher. A retired cell is dropped from the
-    /// cache on the way.
+    /// What this thread's cache knows of `key`, whose hash under the state's hasher is `hash`.
+    /// A retired cell is dropped from the cache on the way.
     #[cfg(not(loom))]
     #[inline]
-    pub(crate) fn live_word<Q>(&self, hash: u64, key: &Q) -> Option<Word>
+    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Lookup
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         // `try_borrow_mut` instead of `borrow_mut`: a key's `Eq` calling back into the state on
         // this thread skips the cache rather than panicking.
-        let mut local = self.locals.get()?.try_borrow_mut().ok()?;
-        let entry = local.find_entry(hash, |(_, cached, _)| cached.borrow() == key);
-        let entry = entry.ok()?;
-        let word = entry.get().2.load_live();
-        if word.is_none() {
-            entry.remove();
+        let Some(Ok(mut local)) = self.locals.get().map(|local| local.try_borrow_mut()) else {
+            return Lookup::Miss;
+        };
+        let Ok(entry) = local.find_entry(hash, |(_, cached, _)| cached.borrow() == key) else {
+            return Lookup::Miss;
+        };
+        let Some(cell) = &entry.get().2 else {
+            return Lookup::Seen;
+        };
+        match cell.load_live() {
+            Some(word) => Lookup::Live(word),
+            None => {
+                entry.remove();
+                Lookup::Miss
+            }
         }
-        word
     }
 
     #[cfg(loom)]
-    pub(crate) fn live_word<Q>(&self, hash: u64, key: &Q) -> Option<Word>
+    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Lookup
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let thread = loom::thread::current().id();
-        let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
-        let cell = Arc::clone(&self.locals().get(&thread)?.find(hash, eq)?.2);
+        let eq = |(_, cached, _): &(u64, K, Option<Arc<Shared>>)| cached.borrow() == key;
+        let found = (self.locals().get(&thread))
+            .and_then(|local| local.find(hash, eq))
+            .map(|(_, _, cell)| cell.clone());
+        let Some(found) = found else {
+            return Lookup::Miss;
+        };
+        let Some(cell) = found else {
+            return Lookup::Seen;
+        };
         // Read outside the std mutex: loads of loom atomics are where loom switches threads.
-        let word = cell.load_live();
-        if word.is_none() {
-            if let Some(Ok(entry)) = self
-                .locals()
-                .get_mut(&thread)
-                .map(|local| local.find_entry(hash, eq))
-            {
-                entry.remove();
+        match cell.load_live() {
+            Some(word) => Lookup::Live(word),
+            None => {
+                let mut locals = self.locals();
+                if let Some(Ok(entry)) = locals
+                    .get_mut(&thread)
+                    .map(|local| local.find_entry(hash, eq))
+                {
+                    entry.remove();
+                }
+                Lookup::Miss
             }
         }
-        word
     }
 
     /// Remembers `cell` as the cell of `key`, whose hash is `hash`, for this thread's next
-    /// checks.
-    pub(crate) fn insert(&self, hash: u64, key: K, cell: Arc<Shared>) {
+    /// checks; `None` marks the key [seen](Lookup::Seen).
+    pub(crate) fn insert(&self, hash: u64, key: K, cell: Option<Arc<Shared>>) {
         #[cfg(not(loom))]
         let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
             return;
@@ -168,16 +199,36 @@ mod tests {
     fn a_cached_cell_reads_until_retired_then_is_dropped() {
         let cache = ReadCache::<usize>::new();
         let mut cell = Cell::vacant();
-        assert_eq!(cache.live_word(hash(1), &1), None, "nothing cached yet");
-        cache.insert(hash(1), 1, cell.promote());
-        assert_eq!(cache.live_word(hash(1), &1), Some(Word::VACANT));
+        assert_eq!(
+            cache.lookup(hash(1), &1),
+            Lookup::Miss,
+            "nothing cached yet"
+        );
+        cache.insert(hash(1), 1, Some(cell.promote()));
+        assert_eq!(cache.lookup(hash(1), &1), Lookup::Live(Word::VACANT));
         cell.retire();
         assert_eq!(
-            cache.live_word(hash(1), &1),
-            None,
+            cache.lookup(hash(1), &1),
+            Lookup::Miss,
             "a retired cell is not read"
         );
         assert!(cached(&cache).is_empty(), "the retired cell is dropped");
+    }
+
+    #[test]
+    fn a_key_seen_once_is_seen_until_its_cell_is_cached() {
+        let cache = ReadCache::<usize>::new();
+        cache.insert(hash(1), 1, None);
+        assert_eq!(cache.lookup(hash(1), &1), Lookup::Seen);
+        assert_eq!(
+            cache.lookup(hash(8), &8),
+            Lookup::Miss,
+            "same hash, other key"
+        );
+        let mut cell = Cell::vacant();
+        cache.insert(hash(1), 1, Some(cell.promote()));
+        assert_eq!(cache.lookup(hash(1), &1), Lookup::Live(Word::VACANT));
+        assert_eq!(cached(&cache), [1], "one entry per key");
     }
 
     #[test]
@@ -185,10 +236,10 @@ mod tests {
         let cache = ReadCache::<usize>::new();
         let mut cell = Cell::vacant();
         for key in 0..CAPACITY {
-            cache.insert(hash(key), key, cell.promote());
+            cache.insert(hash(key), key, Some(cell.promote()));
         }
         assert_eq!(cached(&cache).len(), CAPACITY);
-        cache.insert(hash(CAPACITY), CAPACITY, cell.promote());
+        cache.insert(hash(CAPACITY), CAPACITY, None);
         assert_eq!(cached(&cache), [CAPACITY], "cleared, then the new key");
     }
 
@@ -196,10 +247,10 @@ mod tests {
     fn threads_keep_their_own_entries() {
         let cache = ReadCache::<usize>::new();
         let mut cell = Cell::vacant();
-        cache.insert(hash(1), 1, cell.promote());
+        cache.insert(hash(1), 1, Some(cell.promote()));
         std::thread::scope(|scope| {
-            scope.spawn(|| assert_eq!(cache.live_word(hash(1), &1), None));
+            scope.spawn(|| assert_eq!(cache.lookup(hash(1), &1), Lookup::Miss));
         });
-        assert_eq!(cache.live_word(hash(1), &1), Some(Word::VACANT));
+        assert_eq!(cache.lookup(hash(1), &1), Lookup::Live(Word::VACANT));
     }
 }

@@ -6,22 +6,43 @@
 //! background thread). After each such purge the threshold becomes
 //! `max(2 * survivors, survivors + SLACK)`, so purging costs O(1) amortised per insert.
 //!
+//! How the count is kept depends on the cap. With one, it is a single counter reserved by
+//! compare-and-swap, exact at every moment, because a refusal depends on it. Without one, each
+//! thread keeps its own net count (its inserts minus its removals) in its own cache line and
+//! `len()` sums them: inserting and removing then write no shared memory (a shared counter was
+//! a read-modify-write on one line from every thread, twice per churned key), and a thread
+//! checks the sum only every [`CHECK_EVERY`] of its inserts. No decision depends on that count,
+//! only when purges run; under `--cfg loom` the state always keeps the exact counter.
+//!
 //! One thread leads a purge at a time. Others keep inserting meanwhile; once the count reaches
 //! twice the threshold before the lead is done, every inserting thread also purges after each
-//! insert, so the excess past that point is a few entries per inserting thread. Hence
+//! insert (or, without a cap, after each of its checks), so the excess past that point is a
+//! few entries per inserting thread. Hence
 //!
-//! > `len() <= 2 * max(2 * E, E + SLACK) + (a few) * T`,
+//! > `len() <= 2 * max(2 * E, E + SLACK) + CHECK_EVERY * T`,
 //!
 //! where `E` is the number of entries that survived the last led purge and `T` the number of
 //! threads inserting at once. An automatic purge keeps every entry whose window started within
 //! two budget windows of the purging crash's instant (see `state.rs`), so `E` counts at most the
 //! keys whose window started in the two windows around that instant.
 
+#[cfg(not(loom))]
+use std::sync::atomic::AtomicIsize;
+
+#[cfg(not(loom))]
+use crossbeam_utils::CachePadded;
+#[cfg(not(loom))]
+use thread_local::ThreadLocal;
+
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Inserts allowed between automatic purges however small the table: keeps tiny tables from
 /// purging on every insert.
 pub(crate) const SLACK: usize = 1024;
+
+/// Without a cap, a thread sums the per-thread counts to see whether a purge is due once every
+/// this many of its own inserts.
+pub(crate) const CHECK_EVERY: usize = 32;
 
 /// What an inserting thread must do about purging.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +62,7 @@ pub(crate) enum PurgeDue {
 /// operation is `Relaxed`.
 #[derive(Debug)]
 pub(crate) struct Occupancy {
-    entries: AtomicUsize,
+    entries: Count,
     max_entries: usize,
     purge_at: AtomicUsize,
     /// `true` while a thread leads a purge.
@@ -51,11 +72,50 @@ pub(crate) struct Occupancy {
     no_purge_before: AtomicU64,
 }
 
+/// The entry count: exact with a cap, per thread without (see the module's note).
+#[derive(Debug)]
+enum Count {
+    Exact(AtomicUsize),
+    #[cfg(not(loom))]
+    PerThread(ThreadLocal<CachePadded<LocalCount>>),
+}
+
+/// One thread's share of the count. Only its thread writes it (a load and a store, no locked
+/// instruction); `len()` reads every thread's. std atomics: never built under loom.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+struct LocalCount {
+    /// Entries this thread inserted minus entries it removed; negative when it removed entries
+    /// other threads inserted.
+    net: AtomicIsize,
+    /// This thread's inserts since it last checked whether a purge is due.
+    since_check: AtomicUsize,
+}
+
+#[cfg(not(loom))]
+impl LocalCount {
+    fn add(&self, delta: isize) {
+        let net = self.net.load(Ordering::Relaxed);
+        self.net.store(net.wrapping_add(delta), Ordering::Relaxed);
+    }
+}
+
+impl Count {
+    fn new(max_entries: usize) -> Self {
+        #[cfg(not(loom))]
+        if max_entries == usize::MAX {
+            return Count::PerThread(ThreadLocal::new());
+        }
+        let _ = max_entries;
+        Count::Exact(AtomicUsize::new(0))
+    }
+}
+
 impl Occupancy {
     /// No entries; at most `max_entries` (use `usize::MAX` for no cap).
     pub(crate) fn new(max_entries: usize) -> Self {
         Occupancy {
-            entries: AtomicUsize::new(0),
+            entries: Count::new(max_entries),
             max_entries,
             purge_at: AtomicUsize::new(SLACK),
             purging: AtomicBool::new(false),
@@ -69,27 +129,67 @@ impl Occupancy {
 
     /// Takes a place for one new entry; `false` if the cap is reached.
     pub(crate) fn try_reserve(&self) -> bool {
-        self.entries
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.max_entries).then_some(n + 1)
-            })
-            .is_ok()
+        match &self.entries {
+            Count::Exact(entries) => entries
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < self.max_entries).then_some(n + 1)
+                })
+                .is_ok(),
+            #[cfg(not(loom))]
+            Count::PerThread(locals) => {
+                locals.get_or_default().add(1);
+                true
+            }
+        }
     }
 
     /// Gives back the places of `removed` entries. Callers release under the write guard that
     /// removes them, so no insert can find the state full after the removal was linearized.
     pub(crate) fn release(&self, removed: usize) {
-        if removed > 0 {
-            self.entries.fetch_sub(removed, Ordering::Relaxed);
+        if removed == 0 {
+            return;
+        }
+        match &self.entries {
+            Count::Exact(entries) => {
+                entries.fetch_sub(removed, Ordering::Relaxed);
+            }
+            #[cfg(not(loom))]
+            Count::PerThread(locals) => {
+                // At most the table's size, which fits an isize: a Vec could not hold more.
+                let removed = isize::try_from(removed).unwrap_or(isize::MAX);
+                locals.get_or_default().add(removed.wrapping_neg());
+            }
         }
     }
 
+    /// The count: exact when no thread is inserting or removing. Without a cap, the sum of
+    /// every thread's net count, read one after another.
     pub(crate) fn len(&self) -> usize {
-        self.entries.load(Ordering::Relaxed)
+        match &self.entries {
+            Count::Exact(entries) => entries.load(Ordering::Relaxed),
+            #[cfg(not(loom))]
+            Count::PerThread(locals) => {
+                let net = locals.iter().fold(0isize, |sum, local| {
+                    sum.wrapping_add(local.net.load(Ordering::Relaxed))
+                });
+                // Negative only while a removal's count is read before its insert's.
+                usize::try_from(net).unwrap_or(0)
+            }
+        }
     }
 
     /// Whether the caller, having just inserted, must purge (see the module's note).
     pub(crate) fn purge_due(&self) -> PurgeDue {
+        #[cfg(not(loom))]
+        if let Count::PerThread(locals) = &self.entries {
+            let local = locals.get_or_default();
+            let since = local.since_check.load(Ordering::Relaxed) + 1;
+            if since < CHECK_EVERY {
+                local.since_check.store(since, Ordering::Relaxed);
+                return PurgeDue::No;
+            }
+            local.since_check.store(0, Ordering::Relaxed);
+        }
         let threshold = self.purge_at.load(Ordering::Relaxed);
         let len = self.len();
         if len < threshold {
@@ -151,7 +251,8 @@ mod tests {
 
     #[test]
     fn one_lead_per_threshold_helpers_past_twice_it_and_the_next_threshold_doubles() {
-        let occupancy = Occupancy::new(usize::MAX);
+        // A cap that never binds keeps the exact count, which checks on every insert.
+        let occupancy = Occupancy::new(usize::MAX - 1);
         for _ in 0..SLACK - 1 {
             assert!(occupancy.try_reserve());
         }
@@ -175,5 +276,48 @@ mod tests {
             assert!(occupancy.try_reserve());
         }
         assert_eq!(occupancy.purge_due(), PurgeDue::Lead);
+    }
+
+    #[test]
+    fn without_a_cap_threads_count_apart_and_the_sum_is_exact_when_quiet() {
+        let occupancy = Occupancy::new(usize::MAX);
+        assert!(matches!(occupancy.entries, Count::PerThread(_)));
+        for _ in 0..10 {
+            assert!(occupancy.try_reserve());
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..5 {
+                    assert!(occupancy.try_reserve());
+                }
+                // Removes entries this thread did not insert: its own count goes negative.
+                occupancy.release(8);
+            });
+        });
+        assert_eq!(occupancy.len(), 7);
+        occupancy.release(7);
+        assert_eq!(occupancy.len(), 0);
+    }
+
+    #[test]
+    fn without_a_cap_a_thread_checks_for_a_purge_every_few_inserts() {
+        let occupancy = Occupancy::new(usize::MAX);
+        let mut due = Vec::new();
+        for _ in 0..SLACK + 2 * CHECK_EVERY {
+            assert!(occupancy.try_reserve());
+            due.push(occupancy.purge_due());
+        }
+        let lead = due.iter().position(|&d| d == PurgeDue::Lead);
+        // The count reaches SLACK at insert SLACK; the next check comes within CHECK_EVERY.
+        let lead = lead.expect("a purge falls due");
+        assert!(
+            (SLACK - 1..SLACK - 1 + CHECK_EVERY).contains(&lead),
+            "{lead}"
+        );
+        assert_eq!(
+            (lead + 1) % CHECK_EVERY,
+            0,
+            "only every CHECK_EVERY-th insert checks"
+        );
     }
 }

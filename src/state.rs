@@ -21,7 +21,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::{Duration, Instant};
 
-use crate::cache::ReadCache;
+use crate::cache::{Lookup, ReadCache};
 use crate::cell::{self, Cell, Word};
 use crate::decision::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
@@ -293,13 +293,13 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ///
     /// The answer agrees with what a crash at `now` would be told.
     ///
-    /// Read-only, and built to scale with cores: the first check of a tracked key on a thread
-    /// looks it up under the shard's read guard and keeps a handle on its cell in a per-thread
-    /// cache (up to 4,096 keys per thread; the first check of a key on any thread also takes
-    /// the shard's write guard once, to give the cell a word that can be shared); later checks
-    /// on that thread load the cell through the handle and write no shared memory at all. A key without an entry (never crashed,
-    /// forgotten by a success, or purged) is looked up in the table each time. `K: Clone`
-    /// because the cache keeps its own copy of the key.
+    /// Read-only, and built to scale with cores: the first checks of a tracked key on a thread
+    /// look it up under the shard's read guard, and the second also gives the cell a word that
+    /// can be shared (under the write guard, once per entry) and keeps a handle on it in a
+    /// per-thread cache of up to 4,096 keys. From then on, checks of that key on that thread
+    /// load the cell through the handle and write no shared memory at all. A key without an
+    /// entry (never crashed, forgotten by a success, or purged) is looked up in the table each
+    /// time. `K: Clone` because the cache keeps its own copy of the key.
     pub fn status<Q>(&self, key: &Q, now: Instant) -> BackendRecoveryStatus
     where
         K: Borrow<Q> + Clone,
@@ -307,24 +307,26 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     {
         let now = self.epoch.ticks(now);
         let hash = self.cells.hash_one(key);
-        let word = match self.reads.live_word(hash, key) {
-            Some(word) => word,
-            None => {
-                // Not cached: read the cell under the read guard (that read is the answer), and
-                // cache it for next time, promoting it under the write guard on its first check.
-                let entry = self
-                    .cells
-                    .read_entry(key, |key, cell| (cell.load(), key.clone(), cell.shared()));
-                let Some((word, key, shared)) = entry else {
-                    return BackendRecoveryStatus::Healthy;
-                };
-                let shared = shared.or_else(|| self.cells.update::<K, _>(&key, Cell::promote));
-                if let Some(shared) = shared {
-                    self.reads.insert(hash, key, shared);
-                }
-                word
-            }
+        let seen = match self.reads.lookup(hash, key) {
+            Lookup::Live(word) => return cell::status(word, now, &self.policy),
+            Lookup::Seen => true,
+            Lookup::Miss => false,
         };
+        // Not cached: the cell read under the read guard is the answer. Cache it for next time
+        // if it has a shared word; on this thread's second check of the key, give it one under
+        // the write guard; on the first, only remember the key as seen.
+        let entry = self
+            .cells
+            .read_entry(key, |key, cell| (cell.load(), key.clone(), cell.shared()));
+        let Some((word, key, shared)) = entry else {
+            return BackendRecoveryStatus::Healthy;
+        };
+        let shared = match shared {
+            Some(shared) => Some(shared),
+            None if seen => self.cells.update::<K, _>(&key, Cell::promote),
+            None => None,
+        };
+        self.reads.insert(hash, key, shared);
         cell::status(word, now, &self.policy)
     }
 
@@ -348,10 +350,14 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// themselves once the count reaches `max(2 * E, E + 1024)`, where `E` is what survived the
     /// previous automatic purge, and an automatic purge keeps only entries whose window started
     /// within two budget windows of its instant. Inserts that race a running purge can add up
-    /// to as many again before they must purge after every insert too, so `len()` stays within
-    /// `2 * max(2 * E, E + 1024)` plus a few entries per thread inserting at once: with instants
-    /// that follow real time, a small multiple of the keys that crashed in the last two windows.
-    /// Exact when no other thread is inserting or removing.
+    /// to as many again before they must purge too, so `len()` stays within
+    /// `2 * max(2 * E, E + 1024)` plus 32 entries per thread inserting at once (without a cap,
+    /// a thread checks the count every 32 of its inserts): with instants that follow real time,
+    /// a small multiple of the keys that crashed in the last two windows.
+    ///
+    /// Exact when no other thread is inserting or removing. Without a cap, each thread counts
+    /// its own inserts and removals (so that counting never contends) and this sums them: O(threads
+    /// that ever inserted).
     pub fn len(&self) -> usize {
         self.occupancy.len()
     }

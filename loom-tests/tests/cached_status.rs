@@ -4,11 +4,12 @@
 //! `status` keeps, per thread, a handle on the cells it has looked up, and later reads the cell
 //! through it without any guard (the crate's `cache.rs`). The handle outlives the table's guard,
 //! so a removal must *retire* the cell, under the write guard that removes it, or a thread would
-//! keep reading a cell the table no longer holds. Here the checking thread looks the key up
-//! (caching its cell) while another thread forgets the key (success, or a purge of its closed
-//! window) and a new crash inserts a new cell. Once the checker has seen the other thread
-//! finish (a release/acquire flag, so "finished" is real-time order), its next check must see
-//! the new cell; and its two checks never go back in time.
+//! keep reading a cell the table no longer holds. Here the checking thread checks the key three
+//! times (the first remembers it, the second gives its cell a shared word and caches it, the
+//! third reads through the cache) while another thread forgets the key (success, or a purge of
+//! its closed window) and a new crash inserts a new cell. Once the checker has seen the other
+//! thread finish (a release/acquire flag, so "finished" is real-time order), its next check
+//! must see the new cell; and its checks never go back in time.
 #![cfg(loom)]
 
 use std::hash::BuildHasher;
@@ -47,7 +48,7 @@ fn stage(status: &BackendRecoveryStatus) -> u8 {
 }
 
 /// The model: the key crashed twice at `base` (unavailable); the other thread forgets it and
-/// crashes it again at `at`; this thread checks it at `at` twice.
+/// crashes it again at `at`; this thread checks it at `at` three times.
 fn model<S>(
     name: &str,
     forget: Forget,
@@ -81,17 +82,21 @@ fn model<S>(
             })
         };
         let first = state.status(&KEY, at);
-        let finished = done.load(Ordering::Acquire);
         let second = state.status(&KEY, at);
+        let finished = done.load(Ordering::Acquire);
+        let third = state.status(&KEY, at);
+        let checks = [&first, &second, &third];
         assert!(
-            stage(&first) <= stage(&second),
-            "the second check went back in time: {first:?}, then {second:?}"
+            checks
+                .windows(2)
+                .all(|pair| stage(pair[0]) <= stage(pair[1])),
+            "a check went back in time: {checks:?}"
         );
         if finished {
             assert_eq!(
-                stage(&second),
+                stage(&third),
                 2,
-                "checked after the re-insertion finished, but saw {second:?} (first {first:?})"
+                "checked after the re-insertion finished, but saw {third:?} (before: {first:?}, {second:?})"
             );
         }
         assert!(

@@ -140,7 +140,8 @@ fn purging_forgets_incarnations_with_their_window() {
 
 /// A million distinct keys crash once each, at a steady rate over 20 windows. The documented
 /// bound holds at every step: with `r` crashes per window, an automatic purge keeps at most the
-/// `2r + 1` keys of the last two windows, and the next one comes by `max(2E, E + 1024)` entries.
+/// `2r + 1` keys of the last two windows, and the next one comes by `max(2E, E + 1024)` entries
+/// (plus up to 32 before the inserting thread next checks whether a purge is due).
 #[test]
 fn a_million_keys_churning_stay_within_the_documented_bound() {
     const KEYS: u64 = 1_000_000;
@@ -150,7 +151,7 @@ fn a_million_keys_churning_stay_within_the_documented_bound() {
     let now = Instant::now();
     let s = BackendRecoveryState::<u64>::with_policy(BackendRecoveryPolicy::new(BACKOFF, WINDOW));
     let survivors = 2 * per_window + 1;
-    let bound = (2 * survivors).max(survivors + 1024) as usize;
+    let bound = (2 * survivors).max(survivors + 1024) as usize + 32;
     let mut highest = 0;
     for key in 0..KEYS {
         assert!(s.record_crash(key, now + step * key as u32).is_retry());
