@@ -76,8 +76,9 @@ pub(crate) struct Occupancy {
 #[derive(Debug)]
 enum Count {
     Exact(AtomicUsize),
+    /// Boxed: a `ThreadLocal` is 512 bytes of bucket pointers.
     #[cfg(not(loom))]
-    PerThread(ThreadLocal<CachePadded<LocalCount>>),
+    PerThread(Box<ThreadLocal<CachePadded<LocalCount>>>),
 }
 
 /// One thread's share of the count. Only its thread writes it (a load and a store, no locked
@@ -104,7 +105,7 @@ impl Count {
     fn new(max_entries: usize) -> Self {
         #[cfg(not(loom))]
         if max_entries == usize::MAX {
-            return Count::PerThread(ThreadLocal::new());
+            return Count::PerThread(Box::default());
         }
         let _ = max_entries;
         Count::Exact(AtomicUsize::new(0))
