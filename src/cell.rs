@@ -81,9 +81,22 @@ impl Word {
         (self.0 & CRASH_MASK) as u32
     }
 
+    /// The tick the window opened at (kept, in a tombstone, after its crashes are forgotten).
     #[inline]
-    fn window_start(self) -> u64 {
+    pub(crate) fn window_start(self) -> u64 {
         self.0 >> CRASH_BITS
+    }
+
+    /// A word whose window opened at `start`, for asking when it expires.
+    pub(crate) fn started_at(start: u64) -> Self {
+        Word::new(start.min(MAX_TICK), 0)
+    }
+
+    /// No crash counted: vacant (only ever seen under the write guard that inserts it) or a
+    /// tombstone (see [`Cell::forget_crashes`]).
+    #[inline]
+    pub(crate) fn is_tombstone(self) -> bool {
+        self.crashes() == 0
     }
 
     /// The same window with no crash counted: decides like a vacant word, but keeps the window's

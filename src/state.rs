@@ -201,13 +201,20 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
         let crash = |word| cell::crash(word, now, &self.policy, jitter_seed);
-        // Known key: update its cell in place under the shard's read guard.
-        let decision = match self.cells.read(&key, |cell| self.update_cell(cell, crash)) {
+        let hash = self.cells.hash_one(&key);
+        // Known key: update its cell in place under the shard's read guard. Except a tombstone:
+        // reviving one may open a window earlier than its own (an instant from a lagging
+        // thread), which only the write guard may do (see `Table::retain`).
+        let known = self.cells.read(hash, &key, |cell| {
+            let live = !cell.load().is_tombstone();
+            live.then(|| self.update_cell(cell, crash))
+        });
+        let decision = match known.flatten() {
             Some(decision) => decision,
             // New key: insert under the write guard. Another thread may have inserted it since
             // the lookup; the upsert then updates that cell, so neither crash is lost.
             None => self
-                .upsert(key, now, &mut |cell: &mut Cell| {
+                .upsert(hash, key, now, &mut |cell: &mut Cell| {
                     self.update_cell(cell, crash)
                 })
                 .unwrap_or_else(capacity_refusal),
@@ -255,8 +262,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
+        let hash = self.cells.hash_one(&key);
         let (decision, duplicate) = self
-            .upsert(key, now, &mut |cell: &mut Cell| {
+            .upsert(hash, key, now, &mut |cell: &mut Cell| {
                 cell.report_crash(incarnation, now, &self.policy, jitter_seed)
             })
             .unwrap_or_else(|retry_after| (capacity_refusal(retry_after), false));
@@ -276,7 +284,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.cells.remove_if(key, |cell| {
+        self.cells.remove_if(self.cells.hash_one(key), key, |cell| {
             let remove = cell.forget_crashes();
             if remove {
                 // Released under the write guard, so a crash that then finds the state full
@@ -315,15 +323,15 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         // Not cached: the cell read under the read guard is the answer. Cache it for next time
         // if it has a shared word; on this thread's second check of the key, give it one under
         // the write guard; on the first, only remember the key as seen.
-        let entry = self
-            .cells
-            .read_entry(key, |key, cell| (cell.load(), key.clone(), cell.shared()));
+        let entry = self.cells.read_entry(hash, key, |key, cell| {
+            (cell.load(), key.clone(), cell.shared())
+        });
         let Some((word, key, shared)) = entry else {
             return BackendRecoveryStatus::Healthy;
         };
         let shared = match shared {
             Some(shared) => Some(shared),
-            None if seen => self.cells.update::<K, _>(&key, Cell::promote),
+            None if seen => self.cells.update::<K, _>(hash, &key, Cell::promote),
             None => None,
         };
         self.reads.insert(hash, key, shared);
@@ -432,12 +440,14 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// the automatic purge if it is due.
     fn upsert<R>(
         &self,
+        hash: u64,
         key: K,
         now: u64,
         apply: &mut impl FnMut(&mut Cell) -> R,
     ) -> Result<R, Duration> {
         let vacant = || self.occupancy.try_reserve().then(Cell::vacant);
-        let (answer, inserted) = match self.cells.upsert(key, vacant, &mut *apply) {
+        let start = |cell: &Cell| cell.load().window_start();
+        let (answer, inserted) = match self.cells.upsert(hash, key, vacant, &mut *apply, start) {
             Ok(done) => done,
             Err(key) => {
                 // Full. A purge that cannot free a place yet is skipped: scanning the whole
@@ -454,7 +464,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
                 self.occupancy
                     .no_purge_before(now.saturating_add(wait_ticks));
                 self.cells
-                    .upsert(key, vacant, &mut *apply)
+                    .upsert(hash, key, vacant, &mut *apply, start)
                     .map_err(|_| wait)?
             }
         };
@@ -483,21 +493,25 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Removes entries whose window started at least `age` before `now`. Returns how many, and
     /// the time until the first survivor would be removed by the same rule.
     fn purge(&self, now: u64, age: Duration) -> (usize, Option<Duration>) {
-        let mut soonest: Option<Duration> = None;
-        let removed = self.cells.retain(|_, cell| {
+        // Expired means `now - start >= age`, that is `start <= now - age`: shards whose
+        // entries all started later are skipped without a lock (see `Table::retain`). No
+        // cutoff, nothing can have expired: the age is longer than `now` is from the epoch.
+        let age_ticks = u64::try_from(age.as_nanos()).unwrap_or(u64::MAX);
+        let cutoff = now.checked_sub(age_ticks);
+        let (removed, earliest) = self.cells.retain(cutoff, |_, cell| {
             let word = cell.load();
-            let expired = cell::expired(word, now, age);
-            if expired {
+            if cell::expired(word, now, age) {
                 // Released and retired under the shard's write guard, as in `record_success`.
                 self.occupancy.release(1);
                 self.retire(cell);
+                None
             } else {
-                let until = cell::time_until_expired(word, now, age);
-                soonest = Some(soonest.map_or(until, |s| s.min(until)));
+                Some(word.window_start())
             }
-            !expired
         });
         self.metrics.add(Counter::EntriesPurged, removed as u64);
+        let soonest = (earliest != u64::MAX)
+            .then(|| cell::time_until_expired(Word::started_at(earliest), now, age));
         (removed, soonest)
     }
 

@@ -1,251 +1,244 @@
 //! Where the cells live: a sharded map with a closure-based API, so no guard ever escapes.
 //!
-//! Lock discipline, the same for both implementations below:
-//! - [`Table::read`] and [`Table::for_each`] run their closures under a shard's **read** guard:
-//!   lookups and cell updates by compare-and-swap, many threads at once, even on one key;
-//! - [`Table::upsert`], [`Table::remove_if`] and [`Table::retain`] take a shard's **write**
-//!   guard and hand out `&mut V`: a removal can never race a CAS on the cell it removes (no
-//!   update is lost into a detached cell), and whatever a cell keeps outside its atomic word is
-//!   only ever touched exclusively;
-//! - at most one guard is held at a time (dashmap deadlocks if a thread takes a second guard on
-//!   a shard it already holds), which the closures enforce: each guard ends with its call.
+//! Lock discipline:
+//! - [`Table::read`], [`Table::read_entry`] and [`Table::for_each`] run their closures under a
+//!   shard's **read** guard: lookups and cell updates by compare-and-swap, many threads at once,
+//!   even on one key;
+//! - [`Table::upsert`], [`Table::update`], [`Table::remove_if`] and [`Table::retain`] take a
+//!   shard's **write** guard and hand out `&mut V`: a removal can never race a CAS on the cell
+//!   it removes (no update is lost into a detached cell), and whatever a cell keeps outside its
+//!   atomic word is only ever touched exclusively;
+//! - at most one guard is held at a time, which the closures enforce: each guard ends with its
+//!   call.
 //!
-//! Normally the map is a `DashMap`. Under `--cfg loom` it is a few shards of
-//! `loom::sync::RwLock<HashMap>` with the same discipline, small enough for loom to explore.
+//! Each shard is a `hashbrown::HashTable` behind a reader-writer lock (`parking_lot`'s; loom's
+//! under `--cfg loom`, so the models check this very code, with two shards). Why not `DashMap`,
+//! which the crate used first: its API hashes the key again for every call, so a crash of a new
+//! key (a lookup under the read guard that misses, then the insert under the write guard) hashed
+//! it twice, and a purge had to lock every shard. Here callers hash once ([`Table::hash_one`])
+//! and pass the hash to every call, and each shard keeps a lower bound of when its entries
+//! become purgeable, so a purge skips the shards that hold nothing to purge.
+//! `docs/throughput-investigation.md` has the measurements.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+
+use crate::sync::{AtomicU64, Ordering, RwLock};
+
+/// Shards of the map (a power of two). More shards cost 128 bytes each per state and make a
+/// collision between two writers rarer; it matters most when threads outnumber cores, where the
+/// holder of a write guard can be descheduled and every thread that needs its shard waits for
+/// it: with 256 shards the churn bench on 8 threads over 2 cores measured about 1x the mutex
+/// against 0.7-0.8x with 8, 32 or 64 (median of five runs each,
+/// `docs/throughput-investigation.md`). Under loom, two: few shards keep the state space small,
+/// and models force two keys into one shard with a constant hasher.
 #[cfg(not(loom))]
-use crate::sync::DashMap;
-use crate::sync::MapEntry;
+const SHARDS: usize = 256;
+#[cfg(loom)]
+const SHARDS: usize = 2;
+
+/// Bits of the hash that pick a shard.
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+const _: () = assert!(SHARDS.is_power_of_two() && SHARDS > 1);
+
+/// One shard: its entries, and the earliest tick at which any of them may be purgeable.
+struct Shard<K, V> {
+    entries: RwLock<HashTable<(K, V)>>,
+    /// A lower bound, maintained by the caller through [`Table::upsert`]'s `purgeable_from`
+    /// and reset by [`Table::retain`]; `u64::MAX` when the shard is empty.
+    purgeable_from: AtomicU64,
+}
 
 /// A sharded map from keys to values that are updated in place through `&V`.
 pub(crate) struct Table<K, V, S> {
-    #[cfg(not(loom))]
-    map: DashMap<K, V, S>,
-    #[cfg(loom)]
-    shards: Box<[crate::sync::RwLock<crate::sync::HashMap<K, V, S>>]>,
-    #[cfg(loom)]
+    shards: Box<[CachePadded<Shard<K, V>>]>,
     hasher: S,
 }
 
-/// Shards of the map. dashmap's default is four per CPU (8 on 2 cores). More shards cost
-/// 128 bytes each per state and make a collision between two writers rarer; it matters most
-/// when threads outnumber cores, where the holder of a write guard can be descheduled and
-/// every thread that needs its shard waits for it: with 256 shards the churn bench on 8
-/// threads over 2 cores measured 1.08x the mutex against 0.91x with dashmap's 8 (median of
-/// three runs each, `docs/throughput-investigation.md`).
-#[cfg(not(loom))]
-const SHARDS: usize = 256;
-
-#[cfg(not(loom))]
-impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
+impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
     pub(crate) fn with_hasher(hasher: S) -> Self {
-        Table {
-            map: DashMap::with_hasher_and_shard_amount(hasher, SHARDS),
-        }
+        let shards = (0..SHARDS)
+            .map(|_| {
+                CachePadded::new(Shard {
+                    entries: RwLock::new(HashTable::new()),
+                    purgeable_from: AtomicU64::new(u64::MAX),
+                })
+            })
+            .collect();
+        Table { shards, hasher }
+    }
+
+    /// `key`'s hash under the table's hasher: every other call takes it.
+    #[inline]
+    pub(crate) fn hash_one<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard of `hash`. hashbrown takes a key's bucket from the hash's low bits and its tag
+    /// from the top seven, so the shard comes from the bits just below those (as in dashmap):
+    /// keys of one shard still differ in both.
+    #[inline]
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        let index = (hash << 7) >> (64 - SHARD_BITS);
+        &self.shards[index as usize]
     }
 
     /// `f(value)` under the shard's read guard, or `None` if `key` is absent.
-    pub(crate) fn read<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    #[inline]
+    pub(crate) fn read<Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Eq + ?Sized,
     {
-        // The guard lives until the closure returns: a cell is never updated after its removal.
-        self.map.get(key).map(|value| f(value.value()))
-    }
-
-    /// `key`'s hash under the table's hasher.
-    pub(crate) fn hash_one<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
-        self.map.hasher().hash_one(key)
-    }
-
-    /// `f(value)` under the shard's write guard, or `None` if `key` is absent.
-    pub(crate) fn update<Q, R>(&self, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.map.get_mut(key).map(|mut value| f(value.value_mut()))
+        self.read_entry(hash, key, |_, value| f(value))
     }
 
     /// As [`read`](Self::read), with the stored key too.
-    pub(crate) fn read_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&K, &V) -> R) -> Option<R>
+    #[inline]
+    pub(crate) fn read_entry<Q, R>(
+        &self,
+        hash: u64,
+        key: &Q,
+        f: impl FnOnce(&K, &V) -> R,
+    ) -> Option<R>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Eq + ?Sized,
     {
-        self.map.get(key).map(|entry| f(entry.key(), entry.value()))
+        let entries = self.shard(hash).entries.read();
+        // The guard lives until the closure returns: a cell is never updated after its removal.
+        let found = entries.find(hash, |(stored, _)| stored.borrow() == key);
+        found.map(|(stored, value)| f(stored, value))
+    }
+
+    /// `f(value)` under the shard's write guard, or `None` if `key` is absent.
+    pub(crate) fn update<Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let mut entries = self.shard(hash).entries.write();
+        let found = entries.find_mut(hash, |(stored, _)| stored.borrow() == key);
+        found.map(|(_, value)| f(value))
     }
 
     /// `f(value)` under the shard's write guard, inserting the value `vacant()` makes first if
     /// `key` is absent; also says whether it inserted. If `vacant()` declines (`None`), nothing
-    /// is inserted and the key comes back.
+    /// is inserted and the key comes back. After `f`, the shard's purge bound is lowered to
+    /// `purgeable_from(value)` if that is earlier (see [`retain`](Self::retain)).
     pub(crate) fn upsert<R>(
         &self,
+        hash: u64,
         key: K,
         vacant: impl FnOnce() -> Option<V>,
         f: impl FnOnce(&mut V) -> R,
+        purgeable_from: impl FnOnce(&V) -> u64,
     ) -> Result<(R, bool), K> {
-        match self.map.entry(key) {
-            MapEntry::Occupied(mut entry) => Ok((f(entry.get_mut()), false)),
-            MapEntry::Vacant(entry) => match vacant() {
-                Some(value) => Ok((f(entry.insert(value).value_mut()), true)),
-                None => Err(entry.into_key()),
+        let shard = self.shard(hash);
+        let mut entries = shard.entries.write();
+        let (value, inserted) = match entries.find_mut(hash, |(stored, _)| *stored == key) {
+            Some((_, value)) => (value, false),
+            None => match vacant() {
+                Some(value) => {
+                    let hasher = |(stored, _): &(K, V)| self.hasher.hash_one(stored);
+                    let entry = entries.insert_unique(hash, (key, value), hasher);
+                    (&mut entry.into_mut().1, true)
+                }
+                None => return Err(key),
             },
-        }
+        };
+        let answer = f(value);
+        // Under the write guard, so no purge of this shard runs between the update and this.
+        shard
+            .purgeable_from
+            .fetch_min(purgeable_from(value), Ordering::Relaxed);
+        Ok((answer, inserted))
     }
 
     /// Under the shard's write guard, removes `key` if `f(value)` says so; `true` if removed.
-    pub(crate) fn remove_if<Q>(&self, key: &Q, f: impl FnOnce(&mut V) -> bool) -> bool
+    pub(crate) fn remove_if<Q>(&self, hash: u64, key: &Q, f: impl FnOnce(&mut V) -> bool) -> bool
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Eq + ?Sized,
     {
-        self.map.remove_if_mut(key, |_, value| f(value)).is_some()
+        let mut entries = self.shard(hash).entries.write();
+        let Ok(mut entry) = entries.find_entry(hash, |(stored, _)| stored.borrow() == key) else {
+            return false;
+        };
+        let remove = f(&mut entry.get_mut().1);
+        if remove {
+            entry.remove();
+        }
+        remove
     }
 
-    /// Keeps the entries `keep` accepts, one shard's write guard at a time; returns how many
-    /// it removed.
-    pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
+    /// Keeps the entries `keep` accepts, one shard's write guard at a time, and returns how
+    /// many it removed and the earliest purge bound of all shards after it (`u64::MAX` if
+    /// none). `keep` returns `None` to remove an entry, or the tick from which the entry it
+    /// keeps may become purgeable. Shards whose bound is after `cutoff` (every shard, if
+    /// `cutoff` is `None`) are skipped without taking their lock.
+    ///
+    /// Why skipping is sound: a shard's bound is reset here to the earliest tick of its
+    /// survivors and lowered by every insert or write-guarded update ([`upsert`](Self::upsert));
+    /// the one update that takes no write guard, a crash's compare-and-swap under the read
+    /// guard, never moves an entry's window earlier (the state sends a crash that could, the
+    /// revival of a tombstone, to the write guard).
+    pub(crate) fn retain(
+        &self,
+        cutoff: Option<u64>,
+        mut keep: impl FnMut(&K, &mut V) -> Option<u64>,
+    ) -> (usize, u64) {
         let mut removed = 0;
-        self.map.retain(|key, value| {
-            let kept = keep(key, value);
-            removed += usize::from(!kept);
-            kept
-        });
-        removed
+        let mut earliest = u64::MAX;
+        for shard in self.shards.iter() {
+            let bound = shard.purgeable_from.load(Ordering::Relaxed);
+            if cutoff.is_none_or(|cutoff| bound > cutoff) {
+                earliest = earliest.min(bound);
+                continue;
+            }
+            let mut entries = shard.entries.write();
+            let before = entries.len();
+            let mut survivors = u64::MAX;
+            entries.retain(|(key, value)| match keep(key, value) {
+                Some(from) => {
+                    survivors = survivors.min(from);
+                    true
+                }
+                None => false,
+            });
+            removed += before - entries.len();
+            shard.purgeable_from.store(survivors, Ordering::Relaxed);
+            earliest = earliest.min(survivors);
+        }
+        (removed, earliest)
     }
 
     /// `f` on every entry, one shard's read guard at a time: each entry is read consistently,
     /// the whole is not one atomic cut.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
-        for entry in self.map.iter() {
-            f(entry.key(), entry.value());
+        for shard in self.shards.iter() {
+            for (key, value) in shard.entries.read().iter() {
+                f(key, value);
+            }
         }
     }
 
     /// Entries over all shards, counted shard by shard: lets tests check the state's count.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.shards
+            .iter()
+            .map(|shard| shard.entries.read().len())
+            .sum()
     }
 
     /// Holds `key`'s shard read guard until the returned value is dropped, so a test can show
     /// which operations need the write guard.
-    #[cfg(test)]
-    pub(crate) fn hold_read_guard<'a, Q>(&'a self, key: &Q) -> impl Sized + 'a
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.map.get(key).expect("the test inserted the key first")
-    }
-}
-
-#[cfg(loom)]
-type Shard<K, V, S> = crate::sync::RwLock<crate::sync::HashMap<K, V, S>>;
-
-#[cfg(loom)]
-const POISONED: &str = "no model panics while holding a guard";
-
-#[cfg(loom)]
-impl<K: Hash + Eq, V, S: BuildHasher + Clone> Table<K, V, S> {
-    /// Few shards keep loom's state space small; models force two keys into one shard with a
-    /// constant hasher.
-    const SHARDS: usize = 2;
-
-    pub(crate) fn with_hasher(hasher: S) -> Self {
-        let shards = (0..Self::SHARDS)
-            .map(|_| crate::sync::RwLock::new(crate::sync::HashMap::with_hasher(hasher.clone())))
-            .collect();
-        Table { shards, hasher }
-    }
-
-    pub(crate) fn hash_one<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Shard<K, V, S> {
-        // Truncation is fine: only the low bits pick a shard.
-        &self.shards[self.hasher.hash_one(key) as usize % Self::SHARDS]
-    }
-
-    pub(crate) fn read<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let guard = self.shard(key).read().expect(POISONED);
-        guard.get(key).map(f)
-    }
-
-    pub(crate) fn update<Q, R>(&self, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let mut guard = self.shard(key).write().expect(POISONED);
-        guard.get_mut(key).map(f)
-    }
-
-    pub(crate) fn read_entry<Q, R>(&self, key: &Q, f: impl FnOnce(&K, &V) -> R) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let guard = self.shard(key).read().expect(POISONED);
-        guard.get_key_value(key).map(|(key, value)| f(key, value))
-    }
-
-    pub(crate) fn upsert<R>(
-        &self,
-        key: K,
-        vacant: impl FnOnce() -> Option<V>,
-        f: impl FnOnce(&mut V) -> R,
-    ) -> Result<(R, bool), K> {
-        let mut guard = self.shard(&key).write().expect(POISONED);
-        match guard.entry(key) {
-            MapEntry::Occupied(mut entry) => Ok((f(entry.get_mut()), false)),
-            MapEntry::Vacant(entry) => match vacant() {
-                Some(value) => Ok((f(entry.insert(value)), true)),
-                None => Err(entry.into_key()),
-            },
-        }
-    }
-
-    pub(crate) fn remove_if<Q>(&self, key: &Q, f: impl FnOnce(&mut V) -> bool) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let mut guard = self.shard(key).write().expect(POISONED);
-        if guard.get_mut(key).is_some_and(f) {
-            guard.remove(key);
-            true
-        } else {
-            false
-        }
-    }
-
-    pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut guard = shard.write().expect(POISONED);
-            let before = guard.len();
-            guard.retain(|key, value| keep(key, value));
-            removed += before - guard.len();
-        }
-        removed
-    }
-
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
-        for shard in self.shards.iter() {
-            for (key, value) in shard.read().expect(POISONED).iter() {
-                f(key, value);
-            }
-        }
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn hold_read_guard<Q: Hash + ?Sized>(&self, key: &Q) -> impl Sized + '_ {
+        self.shard(self.hash_one(key)).entries.read()
     }
 }
