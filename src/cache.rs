@@ -1,30 +1,33 @@
-//! Gate checks that write no shared memory: each thread keeps, per state, a small map from the
-//! keys it has checked to their cells.
+//! Lookups that write no shared memory: each thread keeps, per state, a small map from the keys
+//! it meets again and again to their cells.
 //!
 //! Why: a lookup in the table takes a shard's read guard, and a read guard is a read-modify-write
-//! of the shard's lock word. On a machine with few cores two threads checking different keys
-//! still pass that cache line back and forth, so gate checks stopped scaling at about 1.5x a
-//! single mutex (`docs/throughput-investigation.md`). A cached cell is read with two plain loads
-//! of memory that only crashes and removals write.
+//! of the shard's lock word. On a machine with few cores two threads looking up keys still pass
+//! that cache line back and forth, so gate checks stopped scaling at about 1.5x a single mutex,
+//! and a crash storm on one key ran no faster than the mutex (`docs/throughput-investigation.md`).
+//! Through a cached cell, a gate check is one plain load, and a crash a load and (when the word
+//! changes) a compare-and-swap, of memory that only that key's crashes and removal write.
 //!
-//! How a stale entry is caught: a cell removed from the table is *retired* under the write guard
-//! that removes it ([`Cell::retire`](crate::cell::Cell::retire)), and a retired cell's word
-//! never changes again. A thread that finds its cached cell retired drops it and looks the key
-//! up in the table again. See [`Shared::load_live`] for why a live read is linearizable, and
-//! loom model 12 for the check.
+//! How a stale entry is caught: a cell removed from the table is marked, in its word, under the
+//! write guard that removes it ([`Cell::retire`](crate::cell::Cell::retire)); a cached crash's
+//! compare-and-swap then fails, and a thread that finds the mark drops the entry and looks the
+//! key up in the table again. See [`Shared::load_live`] and loom model 12.
 //!
-//! Only [`status`](crate::BackendRecoveryState::status) uses the cache, and only for keys the
-//! table holds: a key without an entry is looked up in the table each time (a negative entry
-//! would go stale on the next insert). Crashes keep going through the table, where the read
-//! guard is what keeps a removal from racing their compare-and-swap.
+//! What gets cached: a key this thread looks up in the table a second time within a short while
+//! (a small filter of recent hashes, [`ReadCache::admit`]); its cell is then moved to a shared
+//! word (under the write guard, once per entry) and cached. Keys met once (a new backend's
+//! first crash, a check of a key about to be forgotten) and keys spread too thinly to recur
+//! (100,000 backends crashing at random) cost a probe of the cache and one store in the
+//! filter, no more. A key without an entry is never cached: a negative entry would go stale on
+//! the next insert.
 //!
-//! Memory: at most [`CAPACITY`] entries per thread and state; a full cache is cleared and
-//! refilled. A cached retired cell keeps its two words allocated until the thread checks that
-//! key again or its cache is cleared.
+//! Memory: at most [`CAPACITY`] cells per thread and state; a full cache is cleared and
+//! refilled. A cached removed cell keeps its word allocated until the thread meets that key
+//! again or its cache is cleared.
 //!
 //! Under `--cfg loom`, loom's threads are not the OS threads `thread_local` keys on, so the
-//! per-thread maps live in a std mutex keyed by loom's thread id. The mutex is invisible to loom
-//! and is never held across a loom operation: the cell is cloned out before it is read.
+//! per-thread caches live in a std mutex keyed by loom's thread id. The mutex is invisible to
+//! loom and is never held across a loom operation: the cell is cloned out before it is used.
 
 use std::borrow::Borrow;
 #[cfg(not(loom))]
@@ -37,36 +40,42 @@ use hashbrown::HashTable;
 #[cfg(not(loom))]
 use thread_local::ThreadLocal;
 
-use crate::cell::{Shared, Word};
+use crate::cell::Shared;
 
-/// Entries one thread's cache holds for one state before it is cleared: enough for the
-/// backends a broker's worker checks over and over, small next to the table itself.
+/// Cells one thread's cache holds for one state before it is cleared: enough for the backends
+/// a broker's worker meets over and over, small next to the table itself.
 pub(crate) const CAPACITY: usize = 4096;
 
-/// One thread's cached cells, each with its key's hash under the state's hasher; `None` for a
-/// key checked once and not cached yet (see [`Lookup::Seen`]). A `HashTable` rather than a
-/// `HashMap`: it takes the hash from the caller, so the cache needs no hasher of its own (the
-/// state's `S` would have to be `Send` to live in every thread's map).
-type Local<K> = HashTable<(u64, K, Option<Arc<Shared>>)>;
+/// Slots of the filter of recently looked-up hashes. A key is cached when its hash is still in
+/// its slot at its next lookup on the same thread: with 1,000 keys in turn that takes a few
+/// lookups; with keys that each come once per lifetime (the churn bench), it almost never
+/// happens, which is the point.
+const FILTER: usize = 512;
 
-/// What a thread's cache knows of a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Lookup {
-    /// Its cell is cached and still in the table: this is its word.
-    Live(Word),
-    /// This thread checked the key once before and did not cache it: a second check is worth
-    /// giving the cell a shared word (which takes the write guard once). One-off checks, as of
-    /// a key about to be forgotten, never pay that.
-    Seen,
-    /// Nothing cached (or a cell that has been removed since, now dropped).
-    Miss,
+/// One thread's cache for one state.
+struct Local<K> {
+    /// Cached cells, each with its key's hash under the state's hasher. A `HashTable` rather
+    /// than a `HashMap`: it takes the hash from the caller, so the cache needs no hasher of its
+    /// own (the state's `S` would have to be `Send` to live in every thread's cache).
+    cells: HashTable<(u64, K, Arc<Shared>)>,
+    /// The hash last looked up in the table, per slot (`hash % FILTER`).
+    filter: Box<[u64; FILTER]>,
+}
+
+impl<K> Default for Local<K> {
+    fn default() -> Self {
+        Local {
+            cells: HashTable::new(),
+            filter: Box::new([0; FILTER]),
+        }
+    }
 }
 
 /// Every thread's cache of one state's cells.
 pub(crate) struct ReadCache<K: Send> {
-    /// Padded: `thread_local` stores the threads' values side by side, and each check writes
+    /// Padded: `thread_local` stores the threads' values side by side, and each lookup writes
     /// its `RefCell`'s borrow flag; unpadded, two threads' caches shared a cache line and every
-    /// check missed it (a fifth of a gate check's time under `perf`).
+    /// lookup missed it (a fifth of a gate check's time under `perf`).
     #[cfg(not(loom))]
     locals: ThreadLocal<CachePadded<RefCell<Local<K>>>>,
     #[cfg(loom)]
@@ -80,71 +89,83 @@ impl<K: Eq + Send> ReadCache<K> {
         }
     }
 
-    /// What this thread's cache knows of `key`, whose hash under the state's hasher is `hash`.
-    /// A retired cell is dropped from the cache on the way.
+    /// `f` on `key`'s cached cell, if this thread has one; `hash` is the key's hash under the
+    /// state's hasher. `f` returns `None` when the cell can no longer be used (removed from the
+    /// table, or a tombstone a crash must revive under the write guard): the entry is dropped
+    /// and the caller goes to the table.
     #[cfg(not(loom))]
     #[inline]
-    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Lookup
+    pub(crate) fn with_cell<Q, R>(
+        &self,
+        hash: u64,
+        key: &Q,
+        f: impl FnOnce(&Shared) -> Option<R>,
+    ) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         // `try_borrow_mut` instead of `borrow_mut`: a key's `Eq` calling back into the state on
         // this thread skips the cache rather than panicking.
-        let Some(Ok(mut local)) = self.locals.get().map(|local| local.try_borrow_mut()) else {
-            return Lookup::Miss;
-        };
-        let Ok(entry) = local.find_entry(hash, |(_, cached, _)| cached.borrow() == key) else {
-            return Lookup::Miss;
-        };
-        let Some(cell) = &entry.get().2 else {
-            return Lookup::Seen;
-        };
-        match cell.load_live() {
-            Some(word) => Lookup::Live(word),
-            None => {
-                entry.remove();
-                Lookup::Miss
-            }
+        let mut local = self.locals.get()?.try_borrow_mut().ok()?;
+        let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
+        let entry = local.cells.find_entry(hash, eq).ok()?;
+        let answer = f(&entry.get().2);
+        if answer.is_none() {
+            entry.remove();
         }
+        answer
     }
 
     #[cfg(loom)]
-    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Lookup
+    pub(crate) fn with_cell<Q, R>(
+        &self,
+        hash: u64,
+        key: &Q,
+        f: impl FnOnce(&Shared) -> Option<R>,
+    ) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let thread = loom::thread::current().id();
-        let eq = |(_, cached, _): &(u64, K, Option<Arc<Shared>>)| cached.borrow() == key;
-        let found = (self.locals().get(&thread))
-            .and_then(|local| local.find(hash, eq))
-            .map(|(_, _, cell)| cell.clone());
-        let Some(found) = found else {
-            return Lookup::Miss;
-        };
-        let Some(cell) = found else {
-            return Lookup::Seen;
-        };
-        // Read outside the std mutex: loads of loom atomics are where loom switches threads.
-        match cell.load_live() {
-            Some(word) => Lookup::Live(word),
-            None => {
-                let mut locals = self.locals();
-                if let Some(Ok(entry)) = locals
-                    .get_mut(&thread)
-                    .map(|local| local.find_entry(hash, eq))
-                {
-                    entry.remove();
-                }
-                Lookup::Miss
+        let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
+        let cell = Arc::clone(&self.locals().get(&thread)?.cells.find(hash, eq)?.2);
+        // Used outside the std mutex: operations on loom atomics are where loom switches.
+        let answer = f(&cell);
+        if answer.is_none() {
+            let mut locals = self.locals();
+            if let Some(Ok(entry)) = locals
+                .get_mut(&thread)
+                .map(|local| local.cells.find_entry(hash, eq))
+            {
+                entry.remove();
             }
         }
+        answer
+    }
+
+    /// Whether a key whose hash is `hash`, about to be looked up in the table, was looked up
+    /// recently on this thread and is worth caching; remembers it either way.
+    pub(crate) fn admit(&self, hash: u64) -> bool {
+        // Truncation is fine: only the low bits pick a slot.
+        let slot = hash as usize % FILTER;
+        #[cfg(not(loom))]
+        let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
+            return false;
+        };
+        #[cfg(loom)]
+        let mut locals = self.locals();
+        #[cfg(loom)]
+        let local = locals.entry(loom::thread::current().id()).or_default();
+        let seen = local.filter[slot] == hash;
+        local.filter[slot] = hash;
+        seen
     }
 
     /// Remembers `cell` as the cell of `key`, whose hash is `hash`, for this thread's next
-    /// checks; `None` marks the key [seen](Lookup::Seen).
-    pub(crate) fn insert(&self, hash: u64, key: K, cell: Option<Arc<Shared>>) {
+    /// lookups.
+    pub(crate) fn insert(&self, hash: u64, key: K, cell: Arc<Shared>) {
         #[cfg(not(loom))]
         let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
             return;
@@ -153,13 +174,17 @@ impl<K: Eq + Send> ReadCache<K> {
         let mut locals = self.locals();
         #[cfg(loom)]
         let local = locals.entry(loom::thread::current().id()).or_default();
-        if local.len() >= CAPACITY {
-            local.clear();
+        if local.cells.len() >= CAPACITY {
+            local.cells.clear();
         }
-        match local.find_entry(hash, |(_, cached, _)| *cached == key) {
+        match local
+            .cells
+            .find_entry(hash, |(_, cached, _)| *cached == key)
+        {
             Ok(mut entry) => entry.get_mut().2 = cell,
             Err(_) => {
-                local.insert_unique(hash, (hash, key, cell), |(hash, _, _)| *hash);
+                let rehash = |(hash, _, _): &(u64, K, Arc<Shared>)| *hash;
+                local.cells.insert_unique(hash, (hash, key, cell), rehash);
             }
         }
     }
@@ -178,15 +203,13 @@ impl<K: Eq + Send> ReadCache<K> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::cell::Cell;
+    use crate::cell::{Cell, Word};
 
     /// The keys this thread's cache holds.
     fn cached<K: Eq + Send + Clone>(cache: &ReadCache<K>) -> Vec<K> {
         let local = cache.locals.get().expect("this thread has a cache");
-        RefCell::borrow(local)
-            .iter()
-            .map(|(_, key, _)| key.clone())
-            .collect()
+        let local = RefCell::borrow(local);
+        local.cells.iter().map(|(_, key, _)| key.clone()).collect()
     }
 
     /// Any hash will do for the cache's own tests, as long as equal keys get equal hashes; a
@@ -195,40 +218,30 @@ mod tests {
         (key % 7) as u64
     }
 
+    fn load(cache: &ReadCache<usize>, key: usize) -> Option<Word> {
+        cache.with_cell(hash(key), &key, Shared::load_live)
+    }
+
     #[test]
     fn a_cached_cell_reads_until_retired_then_is_dropped() {
         let cache = ReadCache::<usize>::new();
         let mut cell = Cell::vacant();
-        assert_eq!(
-            cache.lookup(hash(1), &1),
-            Lookup::Miss,
-            "nothing cached yet"
-        );
-        cache.insert(hash(1), 1, Some(cell.promote()));
-        assert_eq!(cache.lookup(hash(1), &1), Lookup::Live(Word::VACANT));
+        assert_eq!(load(&cache, 1), None, "nothing cached yet");
+        cache.insert(hash(1), 1, cell.promote());
+        assert_eq!(load(&cache, 1), Some(Word::VACANT));
+        assert_eq!(load(&cache, 8), None, "same hash, other key");
         cell.retire();
-        assert_eq!(
-            cache.lookup(hash(1), &1),
-            Lookup::Miss,
-            "a retired cell is not read"
-        );
+        assert_eq!(load(&cache, 1), None, "a retired cell is not read");
         assert!(cached(&cache).is_empty(), "the retired cell is dropped");
     }
 
     #[test]
-    fn a_key_seen_once_is_seen_until_its_cell_is_cached() {
+    fn the_filter_admits_a_hash_seen_last_in_its_slot() {
         let cache = ReadCache::<usize>::new();
-        cache.insert(hash(1), 1, None);
-        assert_eq!(cache.lookup(hash(1), &1), Lookup::Seen);
-        assert_eq!(
-            cache.lookup(hash(8), &8),
-            Lookup::Miss,
-            "same hash, other key"
-        );
-        let mut cell = Cell::vacant();
-        cache.insert(hash(1), 1, Some(cell.promote()));
-        assert_eq!(cache.lookup(hash(1), &1), Lookup::Live(Word::VACANT));
-        assert_eq!(cached(&cache), [1], "one entry per key");
+        assert!(!cache.admit(12345), "first lookup");
+        assert!(cache.admit(12345), "second lookup");
+        assert!(!cache.admit(12345 + FILTER as u64), "same slot, other hash");
+        assert!(!cache.admit(12345), "pushed out by the other hash");
     }
 
     #[test]
@@ -236,10 +249,10 @@ mod tests {
         let cache = ReadCache::<usize>::new();
         let mut cell = Cell::vacant();
         for key in 0..CAPACITY {
-            cache.insert(hash(key), key, Some(cell.promote()));
+            cache.insert(hash(key), key, cell.promote());
         }
         assert_eq!(cached(&cache).len(), CAPACITY);
-        cache.insert(hash(CAPACITY), CAPACITY, None);
+        cache.insert(hash(CAPACITY), CAPACITY, cell.promote());
         assert_eq!(cached(&cache), [CAPACITY], "cleared, then the new key");
     }
 
@@ -247,10 +260,10 @@ mod tests {
     fn threads_keep_their_own_entries() {
         let cache = ReadCache::<usize>::new();
         let mut cell = Cell::vacant();
-        cache.insert(hash(1), 1, Some(cell.promote()));
+        cache.insert(hash(1), 1, cell.promote());
         std::thread::scope(|scope| {
-            scope.spawn(|| assert_eq!(cache.lookup(hash(1), &1), Lookup::Miss));
+            scope.spawn(|| assert_eq!(load(&cache, 1), None));
         });
-        assert_eq!(cache.lookup(hash(1), &1), Lookup::Live(Word::VACANT));
+        assert_eq!(load(&cache, 1), Some(Word::VACANT));
     }
 }

@@ -33,7 +33,7 @@ use crate::epoch::{MAX_TICK, TICK_BITS};
 use crate::policy::{BackendRecoveryPolicy, MAX_RETRIES_PER_WINDOW};
 use std::sync::Arc;
 
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// The packed state of one backend.
 ///
@@ -225,18 +225,24 @@ pub(crate) fn status(
     }
 }
 
+/// The word of a cell removed from the table (see [`Cell::retire`]): every crash bit set and a
+/// window start past [`MAX_TICK`], so no live word can equal it.
+pub(crate) const RETIRED: Word = Word(u64::MAX);
+const _: () = assert!((MAX_TICK << CRASH_BITS) | CRASH_MASK != RETIRED.0);
+
 /// A [`Word`] that many threads update at once.
 ///
 /// Orderings: the word is the whole state of its backend and publishes no other memory, so
 /// coherence of this one location is all the protocol needs and `Relaxed` suffices. The cell's
-/// creation and removal are ordered by the table's shard locks, not by these operations.
+/// creation is ordered by the table's shard locks; its removal by the [`RETIRED`] mark, which
+/// is part of the word.
 ///
-/// Where the word lives: inline, until a gate check wants to cache the cell; then
+/// Where the word lives: inline, until a thread wants to cache the cell; then
 /// ([`Cell::promote`]) in a [`Shared`] behind an [`Arc`], so that a thread's read cache
-/// (`cache.rs`) can keep reading it after the table's guard is gone (see [`Cell::retire`]).
-/// Inline first because the extra allocation and pointer cost the crash path a cache miss per
-/// call when keys are many (uniform-100k ran at half speed with every word behind an `Arc`),
-/// and only keys that gate checks read need it.
+/// (`cache.rs`) can keep reading and updating it after the table's guard is gone. Inline first
+/// because the extra allocation and pointer cost the crash path a cache miss per call when keys
+/// are many (uniform-100k ran at half speed with every word behind an `Arc`), and only keys a
+/// thread meets again and again are worth caching.
 pub(crate) struct Cell {
     /// The word while `shared` is `None`; unused after.
     word: AtomicU64,
@@ -245,33 +251,101 @@ pub(crate) struct Cell {
     last_report: Option<Box<CountedReport>>,
 }
 
-/// The part of a [`Cell`] that may outlive its entry in the table: its word, and whether the
-/// entry has been removed (*retired*).
+/// The word of a promoted [`Cell`], which may outlive the cell's entry in the table.
 ///
-/// std's `Arc` even under loom: the models check the word and the retired flag, which are loom
-/// atomics; the reference count decides only when memory is freed, which no answer depends on.
+/// std's `Arc` even under loom: the models check the word, a loom atomic; the reference count
+/// decides only when memory is freed, which no answer depends on.
 #[derive(Debug)]
 pub(crate) struct Shared {
     word: AtomicU64,
-    retired: AtomicBool,
 }
 
 impl Shared {
     /// The word, or `None` once the cell has been removed from the table.
     ///
-    /// Why a word read here is one the table could have answered during this call: the flag is
-    /// set under the write guard that removes the entry, before the removal, and a retired
-    /// cell's word never changes again (crashes reach cells only through the table). So a word
-    /// loaded from a cell whose flag still reads `false` is a value the key's entry held at
-    /// some moment of this call. Loom model 12 checks this against removal and re-insertion.
+    /// Why a word read here is one the table could have answered at that moment: a cell is
+    /// marked [`RETIRED`] under the write guard that removes it, before the removal, and the
+    /// mark is the word itself; so a word that is not the mark is the entry's current word.
+    /// Loom model 12 checks this against removal and re-insertion.
     #[inline]
     pub(crate) fn load_live(&self) -> Option<Word> {
-        // Relaxed: the word freezes once retired, so the argument above needs no order between
-        // the two loads; a thread that learnt of the removal through any synchronising
-        // operation then sees the flag, by coherence.
+        // Relaxed: see `Cell` on orderings.
         let word = Word(self.word.load(Ordering::Relaxed));
-        (!self.retired.load(Ordering::Relaxed)).then_some(word)
+        (word != RETIRED).then_some(word)
     }
+
+    /// Applies `transition` by compare-and-swap, as [`Cell::update`], unless the cell has been
+    /// removed or is a tombstone (`None`): a removed cell takes no more crashes (the mark makes
+    /// a racing compare-and-swap fail), and reviving a tombstone must go through the table's
+    /// write guard (see `Table::retain`).
+    #[inline]
+    pub(crate) fn update_live<R>(&self, transition: impl FnMut(Word) -> (Word, R)) -> Option<R> {
+        update_word(&self.word, transition, |word| {
+            word != RETIRED && !word.is_tombstone()
+        })
+    }
+
+    /// [`update_live`](Self::update_live) with a plain store instead of the compare-and-swap:
+    /// the bug the loom teeth models must catch. Loom builds only.
+    #[cfg(loom)]
+    pub(crate) fn update_live_without_cas<R>(
+        &self,
+        transition: impl FnOnce(Word) -> (Word, R),
+    ) -> Option<R> {
+        let current = Word(self.word.load(Ordering::Relaxed));
+        if current == RETIRED || current.is_tombstone() {
+            return None;
+        }
+        Some(store_without_cas(&self.word, current, transition))
+    }
+}
+
+/// The compare-and-swap loop of every update: applies `transition` to the word in `atomic`
+/// while `usable` accepts it, and returns its answer for the word it was applied to, or `None`
+/// if `usable` refused the word first.
+///
+/// `transition` may run several times, once per lost race. A transition that leaves the word
+/// unchanged is answered from the load alone, with no write: that load is the operation's
+/// linearization point.
+#[inline]
+fn update_word<R>(
+    atomic: &AtomicU64,
+    mut transition: impl FnMut(Word) -> (Word, R),
+    usable: impl Fn(Word) -> bool,
+) -> Option<R> {
+    // Relaxed: see `Cell` on orderings.
+    let mut current = Word(atomic.load(Ordering::Relaxed));
+    loop {
+        if !usable(current) {
+            return None;
+        }
+        let (next, answer) = transition(current);
+        if next == current {
+            return Some(answer);
+        }
+        // Relaxed on success and failure: see `Cell` on orderings. A weak CAS can fail
+        // spuriously, which the loop absorbs.
+        match atomic.compare_exchange_weak(current.0, next.0, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => return Some(answer),
+            Err(actual) => current = Word(actual),
+        }
+    }
+}
+
+/// The broken update of the loom teeth models: load, then store, no compare.
+#[cfg(loom)]
+fn store_without_cas<R>(
+    atomic: &AtomicU64,
+    current: Word,
+    transition: impl FnOnce(Word) -> (Word, R),
+) -> R {
+    let (next, answer) = transition(current);
+    if next != current {
+        // Relaxed, as in `update_word`: the bug is the missing compare, not the ordering.
+        atomic.store(next.0, Ordering::Relaxed);
+    }
+    answer
 }
 
 impl Cell {
@@ -308,53 +382,44 @@ impl Cell {
     }
 
     /// Moves the word into a [`Shared`] that read caches can hold, if it is not there yet, and
-    /// returns a handle on it. Under the write guard (hence `&mut`): no crash is updating the
-    /// inline word meanwhile, so the move loses nothing.
+    /// returns a handle on it. Under the write guard (hence `&mut`): the inline word is updated
+    /// only under a read guard, so the move loses nothing.
     pub(crate) fn promote(&mut self) -> Arc<Shared> {
         let word = self.load();
         Arc::clone(self.shared.get_or_insert_with(|| {
             Arc::new(Shared {
                 word: AtomicU64::new(word.0),
-                retired: AtomicBool::new(false),
             })
         }))
     }
 
-    /// Marks the cell removed. Callers retire a cell under the write guard that removes it
-    /// from the table, before that guard is released, so no reader can find the cell in the
-    /// table, or in its cache, after the removal without seeing the mark. (A cell never
-    /// promoted is in no cache: nothing to mark.)
+    /// Marks the cell removed by storing [`RETIRED`] in its word. Callers retire a cell under
+    /// the write guard that removes it from the table, so no reader can find the cell, in the
+    /// table or in a cache, after the removal without seeing the mark; a cached crash's
+    /// compare-and-swap racing the removal either lands first (and is forgotten with the entry,
+    /// as a crash just before a success) or fails on the mark. (A cell never promoted is in no
+    /// cache: nothing to mark.)
     pub(crate) fn retire(&mut self) {
         if let Some(shared) = &self.shared {
-            shared.retired.store(true, Ordering::Relaxed);
+            // Relaxed: see the type's note on orderings.
+            shared.word.store(RETIRED.0, Ordering::Relaxed);
         }
     }
 
-    /// Applies `transition` atomically and returns its answer for the word it was applied to.
-    ///
-    /// `transition` may run several times, once per lost race. A transition that leaves the
-    /// word unchanged is answered from the load alone, with no write: that load is the
-    /// operation's linearization point.
+    /// Retires the cell if `expired` holds for its word, as one compare-and-swap, so that a
+    /// cached crash that reopens the window at the last moment keeps the entry instead of
+    /// being lost with it. Returns whether it retired the cell (the caller then removes it).
+    pub(crate) fn retire_if(&mut self, expired: impl Fn(Word) -> bool) -> bool {
+        let retired = update_word(self.atomic(), |_| (RETIRED, ()), expired);
+        retired.is_some()
+    }
+
+    /// Applies `transition` atomically and returns its answer for the word it was applied to
+    /// (see [`update_word`]).
     #[inline]
-    pub(crate) fn update<R>(&self, mut transition: impl FnMut(Word) -> (Word, R)) -> R {
-        let mut current = self.load();
-        loop {
-            let (next, answer) = transition(current);
-            if next == current {
-                return answer;
-            }
-            // Relaxed on success and failure: see the type's note on orderings. A weak CAS can
-            // fail spuriously, which the loop absorbs.
-            match self.atomic().compare_exchange_weak(
-                current.0,
-                next.0,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return answer,
-                Err(actual) => current = Word(actual),
-            }
-        }
+    pub(crate) fn update<R>(&self, transition: impl FnMut(Word) -> (Word, R)) -> R {
+        let answer = update_word(self.atomic(), transition, |_| true);
+        answer.expect("`usable` accepts every word")
     }
 
     /// Records a crash reported for `incarnation`, the backend's spawn generation, under the
@@ -395,9 +460,8 @@ impl Cell {
         if self.last_report.is_none() {
             return true;
         }
-        let word = self.load();
-        self.atomic()
-            .store(word.without_crashes().0, Ordering::Relaxed);
+        // A compare-and-swap, not a store: a crash through a read cache may race it.
+        self.update(|word| (word.without_crashes(), ()));
         false
     }
 
@@ -406,13 +470,7 @@ impl Cell {
     /// it. Loom builds only; nothing but a state built `with_broken_cell_updates` calls it.
     #[cfg(loom)]
     pub(crate) fn update_without_cas<R>(&self, transition: impl FnOnce(Word) -> (Word, R)) -> R {
-        let current = self.load();
-        let (next, answer) = transition(current);
-        if next != current {
-            // Relaxed, as in `update`: the bug is the missing compare, not the ordering.
-            self.atomic().store(next.0, Ordering::Relaxed);
-        }
-        answer
+        store_without_cas(self.atomic(), self.load(), transition)
     }
 }
 

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 /// How many bits a tick may use: the rest of the packed word holds the crash count.
 pub(crate) const TICK_BITS: u32 = 60;
 
-/// The last exact tick: 2^60 - 1 ns, about 36.5 years.
-pub(crate) const MAX_TICK: u64 = (1 << TICK_BITS) - 1;
+/// The last exact tick: 2^60 - 2 ns, about 36.5 years. (Not 2^60 - 1: the packed word keeps
+/// that window start, with every crash bit set, as the mark of a removed cell; see `cell.rs`.)
+pub(crate) const MAX_TICK: u64 = (1 << TICK_BITS) - 2;
 
 /// How far before the state's construction the epoch is placed: four years of 365.25 days.
 ///

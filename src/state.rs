@@ -19,10 +19,11 @@ use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cache::{Lookup, ReadCache};
-use crate::cell::{self, Cell, Word};
+use crate::cache::ReadCache;
+use crate::cell::{self, Cell, Shared, Word};
 use crate::decision::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
@@ -202,15 +203,34 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let jitter_seed = self.jitter_seed(&key);
         let crash = |word| cell::crash(word, now, &self.policy, jitter_seed);
         let hash = self.cells.hash_one(&key);
+        // A key this thread meets often: update its cached cell, no guard at all.
+        if let Some(decision) = self
+            .reads
+            .with_cell(hash, &key, |shared| self.update_shared(shared, crash))
+        {
+            self.count(&decision);
+            return decision;
+        }
+        let admit = self.reads.admit(hash);
         // Known key: update its cell in place under the shard's read guard. Except a tombstone:
         // reviving one may open a window earlier than its own (an instant from a lagging
         // thread), which only the write guard may do (see `Table::retain`).
         let known = self.cells.read(hash, &key, |cell| {
             let live = !cell.load().is_tombstone();
-            live.then(|| self.update_cell(cell, crash))
+            // The shared word's handle only for a key about to be cached: cloning it is a
+            // read-modify-write of its reference count.
+            live.then(|| {
+                let shared = if admit { cell.shared() } else { None };
+                (self.update_cell(cell, crash), shared)
+            })
         });
         let decision = match known.flatten() {
-            Some(decision) => decision,
+            Some((decision, shared)) => {
+                if admit {
+                    self.cache(hash, key, shared);
+                }
+                decision
+            }
             // New key: insert under the write guard. Another thread may have inserted it since
             // the lookup; the upsert then updates that cell, so neither crash is lost.
             None => self
@@ -315,26 +335,21 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     {
         let now = self.epoch.ticks(now);
         let hash = self.cells.hash_one(key);
-        let seen = match self.reads.lookup(hash, key) {
-            Lookup::Live(word) => return cell::status(word, now, &self.policy),
-            Lookup::Seen => true,
-            Lookup::Miss => false,
-        };
-        // Not cached: the cell read under the read guard is the answer. Cache it for next time
-        // if it has a shared word; on this thread's second check of the key, give it one under
-        // the write guard; on the first, only remember the key as seen.
-        let entry = self.cells.read_entry(hash, key, |key, cell| {
-            (cell.load(), key.clone(), cell.shared())
+        if let Some(word) = self.reads.with_cell(hash, key, Shared::load_live) {
+            return cell::status(word, now, &self.policy);
+        }
+        // Not cached: the cell read under the read guard is the answer. A key this thread
+        // looked up recently is cached for next time.
+        let admit = self.reads.admit(hash);
+        let entry = self.cells.read_entry(hash, key, |stored, cell| {
+            (cell.load(), admit.then(|| (stored.clone(), cell.shared())))
         });
-        let Some((word, key, shared)) = entry else {
+        let Some((word, admitted)) = entry else {
             return BackendRecoveryStatus::Healthy;
         };
-        let shared = match shared {
-            Some(shared) => Some(shared),
-            None if seen => self.cells.update::<K, _>(hash, &key, Cell::promote),
-            None => None,
-        };
-        self.reads.insert(hash, key, shared);
+        if let Some((key, shared)) = admitted {
+            self.cache(hash, key, shared);
+        }
         cell::status(word, now, &self.policy)
     }
 
@@ -499,14 +514,12 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let age_ticks = u64::try_from(age.as_nanos()).unwrap_or(u64::MAX);
         let cutoff = now.checked_sub(age_ticks);
         let (removed, earliest) = self.cells.retain(cutoff, |_, cell| {
-            let word = cell.load();
-            if cell::expired(word, now, age) {
-                // Released and retired under the shard's write guard, as in `record_success`.
+            if self.retire_if(cell, |word| cell::expired(word, now, age)) {
+                // Released under the shard's write guard, as in `record_success`.
                 self.occupancy.release(1);
-                self.retire(cell);
                 None
             } else {
-                Some(word.window_start())
+                Some(cell.load().window_start())
             }
         });
         self.metrics.add(Counter::EntriesPurged, removed as u64);
@@ -522,6 +535,41 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             return;
         }
         cell.retire();
+    }
+
+    /// Retires `cell` if `expired` holds for its word, atomically (see [`Cell::retire_if`]).
+    fn retire_if(&self, cell: &mut Cell, expired: impl Fn(Word) -> bool) -> bool {
+        #[cfg(loom)]
+        if self.broken_retirement {
+            return expired(cell.load());
+        }
+        cell.retire_if(expired)
+    }
+
+    /// Caches `key`'s cell for this thread, giving it a shared word first (under the write
+    /// guard) if it has none yet. The key may have been removed or replaced since it was read;
+    /// then whatever cell it has now is cached, or nothing. If the shard's lock is busy, it
+    /// caches nothing this time rather than wait: a crash or a check never waits for an
+    /// exclusive lock on a key the table holds.
+    fn cache(&self, hash: u64, key: K, shared: Option<Arc<Shared>>) {
+        let shared = shared.or_else(|| self.cells.try_update::<K, _>(hash, &key, Cell::promote));
+        if let Some(shared) = shared {
+            self.reads.insert(hash, key, shared);
+        }
+    }
+
+    /// A crash's transition on a cached cell, as [`update_cell`](Self::update_cell) does on one
+    /// in the table; `None` if the cell was removed or is a tombstone.
+    fn update_shared(
+        &self,
+        shared: &Shared,
+        transition: impl FnMut(Word) -> (Word, BackendRecoveryDecision),
+    ) -> Option<BackendRecoveryDecision> {
+        #[cfg(loom)]
+        if self.broken_cell_updates {
+            return shared.update_live_without_cas(transition);
+        }
+        shared.update_live(transition)
     }
 
     fn count(&self, decision: &BackendRecoveryDecision) {

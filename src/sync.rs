@@ -38,4 +38,9 @@ impl<T> RwLock<T> {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// `None` if the lock is held (loom's lock never poisons, so that is the only error).
+    pub(crate) fn try_write(&self) -> Option<loom::sync::RwLockWriteGuard<'_, T>> {
+        self.0.try_write().ok()
+    }
 }

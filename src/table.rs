@@ -114,13 +114,19 @@ impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
         found.map(|(stored, value)| f(stored, value))
     }
 
-    /// `f(value)` under the shard's write guard, or `None` if `key` is absent.
-    pub(crate) fn update<Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&mut V) -> R) -> Option<R>
+    /// `f(value)` under the shard's write guard if it can be had without waiting; `None` if
+    /// it cannot, or if `key` is absent.
+    pub(crate) fn try_update<Q, R>(
+        &self,
+        hash: u64,
+        key: &Q,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let mut entries = self.shard(hash).entries.write();
+        let mut entries = self.shard(hash).entries.try_write()?;
         let found = entries.find_mut(hash, |(stored, _)| stored.borrow() == key);
         found.map(|(_, value)| f(value))
     }

@@ -148,3 +148,138 @@ fn teeth_unretired_cells_are_caught() {
     );
     println!("teeth: the unretired cache fails model 12 as it must: {message}");
 }
+
+/// Model 12, crashes: a thread crashing a key through its cached cell while another thread
+/// forgets the key and crashes it again. The key crashed once at `base`; this thread crashes
+/// it three times at `at` (the first looks it up, the second caches its cell, the third goes
+/// through the cache); the other thread records a success, then a crash. Once this thread has
+/// seen the other finish, its third crash comes after the re-insertion, so it must be counted
+/// in the new entry: with one retry per window, the key ends `Unavailable`. A crash into the
+/// removed cell would leave the new entry at one crash.
+fn crash_model<S>(name: &str, make_state: fn(BackendRecoveryPolicy) -> BackendRecoveryState<Key, S>)
+where
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    run_model(name, move || {
+        let base = Instant::now();
+        let at = base + Duration::from_millis(100);
+        let state = Arc::new(make_state(model_policy()));
+        state.record_crash(KEY, base);
+        let done = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (state, done) = (Arc::clone(&state), Arc::clone(&done));
+            loom::thread::spawn(move || {
+                state.record_success(&KEY);
+                state.record_crash(KEY, at);
+                done.store(true, Ordering::Release);
+            })
+        };
+        state.record_crash(KEY, at);
+        state.record_crash(KEY, at);
+        let finished = done.load(Ordering::Acquire);
+        let third = state.record_crash(KEY, at);
+        other.join().unwrap();
+        // Read through the table, not this thread's cache.
+        let snapshot = state.snapshot(at);
+        assert_eq!(snapshot.len(), 1, "one entry: {snapshot:?}");
+        let last = snapshot[0].status.clone();
+        if finished {
+            assert!(!third.is_retry(), "the new entry's second crash: {third:?}");
+            assert!(
+                matches!(last, BackendRecoveryStatus::Unavailable { .. }),
+                "the third crash came after the re-insertion but was not counted in it: {last:?}"
+            );
+        }
+        // Whatever the order, the entry left holds one or two crashes of the new window.
+        assert!(
+            !matches!(last, BackendRecoveryStatus::Healthy),
+            "a crash came after the success: {last:?}"
+        );
+    });
+}
+
+// Model 12: crashes through a cached cell vs a success and a new crash.
+#[test]
+fn cached_crash_races_success_and_reinsertion() {
+    crash_model(
+        "model 12: cached crash vs success and re-insertion",
+        fixed_state,
+    );
+}
+
+// Model 12's teeth for crashes: without retirement, the third crash lands in the removed cell.
+#[test]
+fn teeth_unretired_cells_lose_crashes() {
+    let message = failure_of(|| {
+        crash_model(
+            "model 12: teeth, crashes without retirement",
+            unretiring_state,
+        )
+    });
+    assert!(
+        message.contains("was not counted in it"),
+        "failed for another reason: {message}"
+    );
+    println!("teeth: the unretired cache fails model 12 (crashes) as it must: {message}");
+}
+
+/// Model 12, purge: a purge of the key's closed window racing a crash through the cached cell
+/// that reopens it. Crash first: the window reopens and the purge keeps the entry. Purge first:
+/// the cached cell is gone and the crash inserts the key again. Either way the crash is a first
+/// crash and the key is left with one entry that holds it; a purge that checked the window and
+/// removed the entry in two steps could drop the crash in between.
+fn purge_model<S>(name: &str, make_state: fn(BackendRecoveryPolicy) -> BackendRecoveryState<Key, S>)
+where
+    S: BuildHasher + Clone + Send + Sync + 'static,
+{
+    run_model(name, move || {
+        let base = Instant::now();
+        let end = base + WINDOW;
+        let state = Arc::new(make_state(model_policy()));
+        // Twice on this thread, so that its cell is cached here.
+        state.record_crash(KEY, base);
+        state.record_crash(KEY, base);
+        let purger = {
+            let state = Arc::clone(&state);
+            loom::thread::spawn(move || state.purge_expired(end))
+        };
+        let crash = state.record_crash(KEY, end);
+        let purged = purger.join().unwrap();
+        assert!(crash.is_retry(), "the window had closed: {crash:?}");
+        let snapshot = state.snapshot(end);
+        assert_eq!(snapshot.len(), 1, "purged {purged}, left {snapshot:?}");
+        assert!(
+            matches!(
+                snapshot[0].status,
+                BackendRecoveryStatus::Recovering {
+                    crashes_in_window: 1,
+                    ..
+                }
+            ),
+            "purged {purged}, left {snapshot:?}"
+        );
+        assert_eq!(state.len(), 1);
+    });
+}
+
+// Model 12: a purge vs a crash through the cached cell of the expiring key.
+#[test]
+fn purge_races_cached_crash() {
+    purge_model("model 12: purge vs cached crash", fixed_state);
+}
+
+// Model 12's teeth for purges: without retirement, the crash lands in the purged cell.
+#[test]
+fn teeth_unretired_cells_lose_crashes_to_purges() {
+    let message = failure_of(|| {
+        purge_model(
+            "model 12: teeth, purge without retirement",
+            unretiring_state,
+        )
+    });
+    assert!(
+        message.contains("left []"),
+        "failed for another reason: {message}"
+    );
+    println!("teeth: the unretired cache fails model 12 (purge) as it must: {message}");
+}

@@ -349,6 +349,10 @@ fn a_lagging_crash_that_revives_a_tombstone_is_still_purged_on_time() {
     assert_eq!(s.len(), 1, "a tombstone remembers incarnation 1");
     // Another worker's clock runs 5 s behind: its crash opens a window at `now`.
     assert_eq!(s.record_crash("a", now), retry(BACKOFF, 1));
-    assert_eq!(s.purge_expired(now + WINDOW), 1, "the window opened at `now` has closed");
+    assert_eq!(
+        s.purge_expired(now + WINDOW),
+        1,
+        "the window opened at `now` has closed"
+    );
     assert!(s.is_empty());
 }
