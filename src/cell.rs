@@ -474,6 +474,16 @@ impl Cell {
     }
 }
 
+impl crate::table::Purgeable for Cell {
+    /// The window's start: an entry is purgeable once its window started long enough ago.
+    /// Only a crash that revives a tombstone can move it earlier, and the state sends those to
+    /// the write guard.
+    #[inline]
+    fn purgeable_from(&self) -> u64 {
+        self.load().window_start()
+    }
+}
+
 impl std::fmt::Debug for Cell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Cell").field(&self.load()).finish()

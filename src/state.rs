@@ -461,8 +461,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         apply: &mut impl FnMut(&mut Cell) -> R,
     ) -> Result<R, Duration> {
         let vacant = || self.occupancy.try_reserve().then(Cell::vacant);
-        let start = |cell: &Cell| cell.load().window_start();
-        let (answer, inserted) = match self.cells.upsert(hash, key, vacant, &mut *apply, start) {
+        let (answer, inserted) = match self.cells.upsert(hash, key, vacant, &mut *apply) {
             Ok(done) => done,
             Err(key) => {
                 // Full. A purge that cannot free a place yet is skipped: scanning the whole
@@ -479,7 +478,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
                 self.occupancy
                     .no_purge_before(now.saturating_add(wait_ticks));
                 self.cells
-                    .upsert(hash, key, vacant, &mut *apply, start)
+                    .upsert(hash, key, vacant, &mut *apply)
                     .map_err(|_| wait)?
             }
         };
@@ -514,13 +513,12 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let age_ticks = u64::try_from(age.as_nanos()).unwrap_or(u64::MAX);
         let cutoff = now.checked_sub(age_ticks);
         let (removed, earliest) = self.cells.retain(cutoff, |_, cell| {
-            if self.retire_if(cell, |word| cell::expired(word, now, age)) {
+            let expired = self.retire_if(cell, |word| cell::expired(word, now, age));
+            if expired {
                 // Released under the shard's write guard, as in `record_success`.
                 self.occupancy.release(1);
-                None
-            } else {
-                Some(cell.load().window_start())
             }
+            !expired
         });
         self.metrics.add(Counter::EntriesPurged, removed as u64);
         let soonest = (earliest != u64::MAX)

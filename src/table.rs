@@ -44,11 +44,24 @@ const SHARDS: usize = 2;
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 const _: () = assert!(SHARDS.is_power_of_two() && SHARDS > 1);
 
+/// What the table needs to know of a value so that purges can skip shards: the tick from
+/// which it may become purgeable (a cell's window start). It must never move earlier except
+/// through `&mut` (under the write guard), which lowers the shard's bound.
+pub(crate) trait Purgeable {
+    fn purgeable_from(&self) -> u64;
+}
+
+/// A removal recomputes its shard's bound only while the shard holds at most this many entries
+/// (a scan under the write guard it holds anyway); in a bigger shard the bound stays as it was,
+/// lower than need be, which costs a purge a scan of that shard, nothing more.
+const RESCAN_LIMIT: usize = 64;
+
 /// One shard: its entries, and the earliest tick at which any of them may be purgeable.
 struct Shard<K, V> {
     entries: RwLock<HashTable<(K, V)>>,
-    /// A lower bound, maintained by the caller through [`Table::upsert`]'s `purgeable_from`
-    /// and reset by [`Table::retain`]; `u64::MAX` when the shard is empty.
+    /// A lower bound of the entries' [`Purgeable::purgeable_from`]: lowered by every insert or
+    /// write-guarded update, reset by [`Table::retain`] and by a removal in a small shard;
+    /// `u64::MAX` when the shard is empty.
     purgeable_from: AtomicU64,
 }
 
@@ -58,7 +71,7 @@ pub(crate) struct Table<K, V, S> {
     hasher: S,
 }
 
-impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
+impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
     pub(crate) fn with_hasher(hasher: S) -> Self {
         let shards = (0..SHARDS)
             .map(|_| {
@@ -133,15 +146,14 @@ impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
 
     /// `f(value)` under the shard's write guard, inserting the value `vacant()` makes first if
     /// `key` is absent; also says whether it inserted. If `vacant()` declines (`None`), nothing
-    /// is inserted and the key comes back. After `f`, the shard's purge bound is lowered to
-    /// `purgeable_from(value)` if that is earlier (see [`retain`](Self::retain)).
+    /// is inserted and the key comes back. After `f`, the shard's purge bound is lowered to the
+    /// value's if that is earlier (see [`retain`](Self::retain)).
     pub(crate) fn upsert<R>(
         &self,
         hash: u64,
         key: K,
         vacant: impl FnOnce() -> Option<V>,
         f: impl FnOnce(&mut V) -> R,
-        purgeable_from: impl FnOnce(&V) -> u64,
     ) -> Result<(R, bool), K> {
         let shard = self.shard(hash);
         let mut entries = shard.entries.write();
@@ -160,7 +172,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
         // Under the write guard, so no purge of this shard runs between the update and this.
         shard
             .purgeable_from
-            .fetch_min(purgeable_from(value), Ordering::Relaxed);
+            .fetch_min(value.purgeable_from(), Ordering::Relaxed);
         Ok((answer, inserted))
     }
 
@@ -170,22 +182,35 @@ impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let mut entries = self.shard(hash).entries.write();
+        let shard = self.shard(hash);
+        let mut entries = shard.entries.write();
         let Ok(mut entry) = entries.find_entry(hash, |(stored, _)| stored.borrow() == key) else {
             return false;
         };
-        let remove = f(&mut entry.get_mut().1);
-        if remove {
-            entry.remove();
+        // Before `f`, which may mark the value removed.
+        let from = entry.get().1.purgeable_from();
+        if !f(&mut entry.get_mut().1) {
+            return false;
         }
-        remove
+        entry.remove();
+        // The removed entry may have been the one holding the bound down; in a small shard,
+        // find the new one (a stale bound would make every purge scan this shard).
+        let bound = shard.purgeable_from.load(Ordering::Relaxed);
+        if from <= bound && entries.len() <= RESCAN_LIMIT {
+            let earliest = entries
+                .iter()
+                .map(|(_, value)| value.purgeable_from())
+                .min();
+            let earliest = earliest.unwrap_or(u64::MAX);
+            shard.purgeable_from.store(earliest, Ordering::Relaxed);
+        }
+        true
     }
 
     /// Keeps the entries `keep` accepts, one shard's write guard at a time, and returns how
     /// many it removed and the earliest purge bound of all shards after it (`u64::MAX` if
-    /// none). `keep` returns `None` to remove an entry, or the tick from which the entry it
-    /// keeps may become purgeable. Shards whose bound is after `cutoff` (every shard, if
-    /// `cutoff` is `None`) are skipped without taking their lock.
+    /// none). Shards whose bound is after `cutoff` (every shard, if `cutoff` is `None`) are
+    /// skipped without taking their lock.
     ///
     /// Why skipping is sound: a shard's bound is reset here to the earliest tick of its
     /// survivors and lowered by every insert or write-guarded update ([`upsert`](Self::upsert));
@@ -195,7 +220,7 @@ impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
     pub(crate) fn retain(
         &self,
         cutoff: Option<u64>,
-        mut keep: impl FnMut(&K, &mut V) -> Option<u64>,
+        mut keep: impl FnMut(&K, &mut V) -> bool,
     ) -> (usize, u64) {
         let mut removed = 0;
         let mut earliest = u64::MAX;
@@ -208,12 +233,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> Table<K, V, S> {
             let mut entries = shard.entries.write();
             let before = entries.len();
             let mut survivors = u64::MAX;
-            entries.retain(|(key, value)| match keep(key, value) {
-                Some(from) => {
-                    survivors = survivors.min(from);
-                    true
+            entries.retain(|(key, value)| {
+                let kept = keep(key, value);
+                if kept {
+                    survivors = survivors.min(value.purgeable_from());
                 }
-                None => false,
+                kept
             });
             removed += before - entries.len();
             shard.purgeable_from.store(survivors, Ordering::Relaxed);
