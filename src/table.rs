@@ -51,17 +51,14 @@ pub(crate) trait Purgeable {
     fn purgeable_from(&self) -> u64;
 }
 
-/// A removal recomputes its shard's bound only while the shard holds at most this many entries
-/// (a scan under the write guard it holds anyway); in a bigger shard the bound stays as it was,
-/// lower than need be, which costs a purge a scan of that shard, nothing more.
-const RESCAN_LIMIT: usize = 64;
-
 /// One shard: its entries, and the earliest tick at which any of them may be purgeable.
 struct Shard<K, V> {
     entries: RwLock<HashTable<(K, V)>>,
     /// A lower bound of the entries' [`Purgeable::purgeable_from`]: lowered by every insert or
-    /// write-guarded update, reset by [`Table::retain`] and by a removal in a small shard;
-    /// `u64::MAX` when the shard is empty.
+    /// write-guarded update, reset by [`Table::retain`]; `u64::MAX` when the shard is empty.
+    /// A removal leaves it as it is, possibly lower than need be, which costs a purge a scan of
+    /// the shard, nothing more. (Recomputing it on removal was measured: it moved the cost
+    /// from purges to removals, no gain.)
     purgeable_from: AtomicU64,
 }
 
@@ -182,29 +179,15 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let shard = self.shard(hash);
-        let mut entries = shard.entries.write();
+        let mut entries = self.shard(hash).entries.write();
         let Ok(mut entry) = entries.find_entry(hash, |(stored, _)| stored.borrow() == key) else {
             return false;
         };
-        // Before `f`, which may mark the value removed.
-        let from = entry.get().1.purgeable_from();
-        if !f(&mut entry.get_mut().1) {
-            return false;
+        let remove = f(&mut entry.get_mut().1);
+        if remove {
+            entry.remove();
         }
-        entry.remove();
-        // The removed entry may have been the one holding the bound down; in a small shard,
-        // find the new one (a stale bound would make every purge scan this shard).
-        let bound = shard.purgeable_from.load(Ordering::Relaxed);
-        if from <= bound && entries.len() <= RESCAN_LIMIT {
-            let earliest = entries
-                .iter()
-                .map(|(_, value)| value.purgeable_from())
-                .min();
-            let earliest = earliest.unwrap_or(u64::MAX);
-            shard.purgeable_from.store(earliest, Ordering::Relaxed);
-        }
-        true
+        remove
     }
 
     /// Keeps the entries `keep` accepts, one shard's write guard at a time, and returns how
