@@ -14,12 +14,14 @@
 //! - `epoch.rs`: instants as nanosecond ticks since an epoch the state picks;
 //! - `cell.rs`: one backend's state as a packed 64-bit word, the pure transitions over it, and
 //!   the atomic cell that applies them by compare-and-swap;
-//! - `table.rs`: the sharded map of cells (dashmap) and its lock discipline;
+//! - `table.rs`: the sharded map of cells (hashbrown tables behind reader-writer locks) and its
+//!   lock discipline;
+//! - `cache.rs`: each thread's cache of the cells it meets often, read and updated without a
+//!   lock; a removed cell is marked in its word so cached copies notice;
 //! - `occupancy.rs`: the entry count, the optional cap, and when to purge by itself;
 //! - `metrics.rs`: per-thread counters of what was decided;
 //! - `state.rs`: [`BackendRecoveryState`], which ties them together;
-//! - `sync.rs`: the only door to atomics, locks and the map, swapped for loom's under
-//!   `--cfg loom`.
+//! - `sync.rs`: the only door to atomics and locks, swapped for loom's under `--cfg loom`.
 //!
 //! # Examples
 //!

@@ -2,18 +2,18 @@
 //!
 //! Which guard each operation holds (see `table.rs` for the discipline):
 //!
-//! | operation                  | known key                      | new key                    |
-//! |----------------------------|--------------------------------|----------------------------|
-//! | `record_crash`             | read guard, CAS on the word    | write guard, insert        |
-//! | `record_crash_of`          | write guard                    | write guard, insert        |
-//! | `record_success`           | write guard, remove            | write guard, nothing       |
-//! | `status`                   | none when cached (see below)   | read guard                 |
-//! | `purge_expired`, automatic | each shard's write guard in turn                            |
-//! | `snapshot`                 | each shard's read guard in turn                             |
+//! | operation                  | key cached by this thread      | known key               | new key               |
+//! |----------------------------|--------------------------------|-------------------------|-----------------------|
+//! | `record_crash`             | none: CAS on the cached word   | read guard, CAS         | write guard, insert   |
+//! | `status`                   | none: one load                 | read guard, one load    | read guard            |
+//! | `record_crash_of`          | write guard                    | write guard             | write guard, insert   |
+//! | `record_success`           | write guard, remove            | write guard, remove     | write guard, nothing  |
+//! | `purge_expired`, automatic | the write guard of each shard holding purgeable entries, in turn                     |
+//! | `snapshot`                 | each shard's read guard in turn                                                      |
 //!
-//! A gate check of a key it has checked before loads the cell it cached then (`cache.rs`): no
-//! guard, no shared write. Removals retire the cell under their write guard so that cached
-//! copies notice.
+//! A key is cached by a thread that looked it up in the table twice in a short while
+//! (`cache.rs`); caching it may take the write guard once, but only if it is free. Removals mark
+//! the cell in its word under their write guard, so that cached copies notice.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;

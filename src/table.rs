@@ -31,10 +31,11 @@ use crate::sync::{AtomicU64, Ordering, RwLock};
 /// Shards of the map (a power of two). More shards cost 128 bytes each per state and make a
 /// collision between two writers rarer; it matters most when threads outnumber cores, where the
 /// holder of a write guard can be descheduled and every thread that needs its shard waits for
-/// it: with 256 shards the churn bench on 8 threads over 2 cores measured about 1x the mutex
-/// against 0.7-0.8x with 8, 32 or 64 (median of five runs each,
-/// `docs/throughput-investigation.md`). Under loom, two: few shards keep the state space small,
-/// and models force two keys into one shard with a constant hasher.
+/// it. Measured on the churn bench, 8 threads on 2 cores, when the shards were still dashmap's:
+/// 0.98x the mutex with 256 shards against 0.67x with 32 and 0.78x with 64 (median of five runs
+/// each), and 0.91x with dashmap's default of 8 (three runs); `docs/throughput-investigation.md`.
+/// Under loom, two: few shards keep the state space small, and models force two keys into one
+/// shard with a constant hasher.
 #[cfg(not(loom))]
 const SHARDS: usize = 256;
 #[cfg(loom)]
