@@ -14,7 +14,7 @@
 //! key up in the table again. See [`Shared::load_live`] and loom model 12.
 //!
 //! What gets cached: a key this thread looks up in the table a second time within a short while
-//! (a small filter of recent hashes, [`ReadCache::admit`]); its cell is then moved to a shared
+//! (a small filter of recent hashes, [`FILTER`]); its cell is then moved to a shared
 //! word (under the write guard, once per entry) and cached. Keys met once (a new backend's
 //! first crash, a check of a key about to be forgotten) and keys spread too thinly to recur
 //! (100,000 backends crashing at random) cost a probe of the cache and one store in the
@@ -62,6 +62,17 @@ struct Local<K> {
     filter: Box<[u64; FILTER]>,
 }
 
+impl<K> Local<K> {
+    /// Whether `hash` was the last hash looked up in its filter slot; remembers it either way.
+    fn admit(&mut self, hash: u64) -> bool {
+        // Truncation is fine: only the low bits pick a slot.
+        let slot = &mut self.filter[hash as usize % FILTER];
+        let seen = *slot == hash;
+        *slot = hash;
+        seen
+    }
+}
+
 impl<K> Default for Local<K> {
     fn default() -> Self {
         Local {
@@ -91,76 +102,72 @@ impl<K: Eq + Send> ReadCache<K> {
 
     /// `f` on `key`'s cached cell, if this thread has one; `hash` is the key's hash under the
     /// state's hasher. `f` returns `None` when the cell can no longer be used (removed from the
-    /// table, or a tombstone a crash must revive under the write guard): the entry is dropped
-    /// and the caller goes to the table.
+    /// table, or a tombstone a crash must revive under the write guard): the entry is dropped.
+    /// Without a usable cell, `Err(admit)`: the caller goes to the table, and caches the key's
+    /// cell if `admit` (it was looked up recently on this thread; see [`FILTER`]). One access
+    /// to the thread's cache for both.
     #[cfg(not(loom))]
     #[inline]
-    pub(crate) fn with_cell<Q, R>(
+    pub(crate) fn lookup<Q, R>(
         &self,
         hash: u64,
         key: &Q,
         f: impl FnOnce(&Shared) -> Option<R>,
-    ) -> Option<R>
+    ) -> Result<R, bool>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         // `try_borrow_mut` instead of `borrow_mut`: a key's `Eq` calling back into the state on
         // this thread skips the cache rather than panicking.
-        let mut local = self.locals.get()?.try_borrow_mut().ok()?;
+        let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
+            return Err(false);
+        };
         let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
-        let entry = local.cells.find_entry(hash, eq).ok()?;
-        let answer = f(&entry.get().2);
-        if answer.is_none() {
-            entry.remove();
+        if let Ok(entry) = local.cells.find_entry(hash, eq) {
+            match f(&entry.get().2) {
+                Some(answer) => return Ok(answer),
+                None => {
+                    entry.remove();
+                }
+            }
         }
-        answer
+        Err(local.admit(hash))
     }
 
     #[cfg(loom)]
-    pub(crate) fn with_cell<Q, R>(
+    pub(crate) fn lookup<Q, R>(
         &self,
         hash: u64,
         key: &Q,
         f: impl FnOnce(&Shared) -> Option<R>,
-    ) -> Option<R>
+    ) -> Result<R, bool>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let thread = loom::thread::current().id();
         let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
-        let cell = Arc::clone(&self.locals().get(&thread)?.cells.find(hash, eq)?.2);
+        let cell = (self.locals().get(&thread))
+            .and_then(|local| local.cells.find(hash, eq))
+            .map(|(_, _, cell)| Arc::clone(cell));
         // Used outside the std mutex: operations on loom atomics are where loom switches.
-        let answer = f(&cell);
-        if answer.is_none() {
-            let mut locals = self.locals();
-            if let Some(Ok(entry)) = locals
-                .get_mut(&thread)
-                .map(|local| local.cells.find_entry(hash, eq))
-            {
-                entry.remove();
+        if let Some(cell) = cell {
+            match f(&cell) {
+                Some(answer) => return Ok(answer),
+                None => {
+                    let mut locals = self.locals();
+                    if let Some(Ok(entry)) = locals
+                        .get_mut(&thread)
+                        .map(|local| local.cells.find_entry(hash, eq))
+                    {
+                        entry.remove();
+                    }
+                }
             }
         }
-        answer
-    }
-
-    /// Whether a key whose hash is `hash`, about to be looked up in the table, was looked up
-    /// recently on this thread and is worth caching; remembers it either way.
-    pub(crate) fn admit(&self, hash: u64) -> bool {
-        // Truncation is fine: only the low bits pick a slot.
-        let slot = hash as usize % FILTER;
-        #[cfg(not(loom))]
-        let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
-            return false;
-        };
-        #[cfg(loom)]
         let mut locals = self.locals();
-        #[cfg(loom)]
-        let local = locals.entry(loom::thread::current().id()).or_default();
-        let seen = local.filter[slot] == hash;
-        local.filter[slot] = hash;
-        seen
+        Err(locals.entry(thread).or_default().admit(hash))
     }
 
     /// Remembers `cell` as the cell of `key`, whose hash is `hash`, for this thread's next
@@ -219,7 +226,7 @@ mod tests {
     }
 
     fn load(cache: &ReadCache<usize>, key: usize) -> Option<Word> {
-        cache.with_cell(hash(key), &key, Shared::load_live)
+        cache.lookup(hash(key), &key, Shared::load_live).ok()
     }
 
     #[test]
@@ -238,10 +245,11 @@ mod tests {
     #[test]
     fn the_filter_admits_a_hash_seen_last_in_its_slot() {
         let cache = ReadCache::<usize>::new();
-        assert!(!cache.admit(12345), "first lookup");
-        assert!(cache.admit(12345), "second lookup");
-        assert!(!cache.admit(12345 + FILTER as u64), "same slot, other hash");
-        assert!(!cache.admit(12345), "pushed out by the other hash");
+        let admit = |hash: u64| cache.lookup(hash, &0, Shared::load_live).unwrap_err();
+        assert!(!admit(12345), "first lookup");
+        assert!(admit(12345), "second lookup");
+        assert!(!admit(12345 + FILTER as u64), "same slot, other hash");
+        assert!(!admit(12345), "pushed out by the other hash");
     }
 
     #[test]

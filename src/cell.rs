@@ -229,6 +229,11 @@ pub(crate) fn status(
 /// window start past [`MAX_TICK`], so no live word can equal it.
 pub(crate) const RETIRED: Word = Word(u64::MAX);
 const _: () = assert!((MAX_TICK << CRASH_BITS) | CRASH_MASK != RETIRED.0);
+#[cfg(not(loom))]
+const _: () = assert!(
+    std::mem::size_of::<Cell>() == 16,
+    "a cell is a word and a pointer"
+);
 
 /// A [`Word`] that many threads update at once.
 ///
@@ -244,11 +249,21 @@ const _: () = assert!((MAX_TICK << CRASH_BITS) | CRASH_MASK != RETIRED.0);
 /// are many (uniform-100k ran at half speed with every word behind an `Arc`), and only keys a
 /// thread meets again and again are worth caching.
 pub(crate) struct Cell {
-    /// The word while `shared` is `None`; unused after.
+    /// The word while it has no shared home (see [`Extra::shared`]); unused after.
     word: AtomicU64,
+    /// Boxed, and `None` for most cells: most keys are never cached nor reported by
+    /// incarnation, and a 16-byte cell keeps the map dense (24 bytes cost uniform-100k a
+    /// measurable share of its speed).
+    extra: Option<Box<Extra>>,
+}
+
+/// What a few cells have beyond their word.
+#[derive(Default)]
+struct Extra {
+    /// The word's home once a thread caches the cell ([`Cell::promote`]).
     shared: Option<Arc<Shared>>,
-    /// Boxed: most keys are never reported by incarnation, and a small cell keeps the map dense.
-    last_report: Option<Box<CountedReport>>,
+    /// The last crash counted by incarnation ([`Cell::report_crash`]).
+    last_report: Option<CountedReport>,
 }
 
 /// The word of a promoted [`Cell`], which may outlive the cell's entry in the table.
@@ -353,8 +368,7 @@ impl Cell {
     pub(crate) fn vacant() -> Self {
         Cell {
             word: AtomicU64::new(Word::VACANT.0),
-            shared: None,
-            last_report: None,
+            extra: None,
         }
     }
 
@@ -362,9 +376,12 @@ impl Cell {
     /// ([`promote`](Self::promote)), that is under the write guard, never under a reader.
     #[inline]
     fn atomic(&self) -> &AtomicU64 {
-        match &self.shared {
-            Some(shared) => &shared.word,
-            None => &self.word,
+        match self.extra.as_deref() {
+            Some(Extra {
+                shared: Some(shared),
+                ..
+            }) => &shared.word,
+            _ => &self.word,
         }
     }
 
@@ -378,7 +395,7 @@ impl Cell {
     /// Another handle on the cell's word, for a thread's read cache, if the cell has been
     /// [promoted](Self::promote).
     pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
-        self.shared.clone()
+        self.extra.as_ref()?.shared.clone()
     }
 
     /// Moves the word into a [`Shared`] that read caches can hold, if it is not there yet, and
@@ -386,7 +403,8 @@ impl Cell {
     /// only under a read guard, so the move loses nothing.
     pub(crate) fn promote(&mut self) -> Arc<Shared> {
         let word = self.load();
-        Arc::clone(self.shared.get_or_insert_with(|| {
+        let extra = self.extra.get_or_insert_with(Box::default);
+        Arc::clone(extra.shared.get_or_insert_with(|| {
             Arc::new(Shared {
                 word: AtomicU64::new(word.0),
             })
@@ -400,7 +418,7 @@ impl Cell {
     /// as a crash just before a success) or fails on the mark. (A cell never promoted is in no
     /// cache: nothing to mark.)
     pub(crate) fn retire(&mut self) {
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.extra.as_ref().and_then(|extra| extra.shared.as_ref()) {
             // Relaxed: see the type's note on orderings.
             shared.word.store(RETIRED.0, Ordering::Relaxed);
         }
@@ -436,16 +454,20 @@ impl Cell {
         policy: &BackendRecoveryPolicy,
         jitter_seed: u64,
     ) -> (BackendRecoveryDecision, bool) {
-        match &self.last_report {
+        match self
+            .extra
+            .as_ref()
+            .and_then(|extra| extra.last_report.as_ref())
+        {
             Some(counted) if incarnation <= counted.incarnation => (counted.replay(now), true),
             _ => {
                 // Exclusive access: the CAS cannot fail, but keeps one code path for the word.
                 let decision = self.update(|word| crash(word, now, policy, jitter_seed));
-                self.last_report = Some(Box::new(CountedReport {
+                self.extra.get_or_insert_with(Box::default).last_report = Some(CountedReport {
                     incarnation,
                     at: now,
                     decision: decision.clone(),
-                }));
+                });
                 (decision, false)
             }
         }
@@ -457,7 +479,11 @@ impl Cell {
     /// duplicate rather than a new crash. The tombstone decides like a missing key and expires
     /// with the window it stood for.
     pub(crate) fn forget_crashes(&mut self) -> bool {
-        if self.last_report.is_none() {
+        if self
+            .extra
+            .as_ref()
+            .is_none_or(|extra| extra.last_report.is_none())
+        {
             return true;
         }
         // A compare-and-swap, not a store: a crash through a read cache may race it.

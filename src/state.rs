@@ -204,14 +204,16 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let crash = |word| cell::crash(word, now, &self.policy, jitter_seed);
         let hash = self.cells.hash_one(&key);
         // A key this thread meets often: update its cached cell, no guard at all.
-        if let Some(decision) = self
+        let cached = self
             .reads
-            .with_cell(hash, &key, |shared| self.update_shared(shared, crash))
-        {
-            self.count(&decision);
-            return decision;
-        }
-        let admit = self.reads.admit(hash);
+            .lookup(hash, &key, |shared| self.update_shared(shared, crash));
+        let admit = match cached {
+            Ok(decision) => {
+                self.count(&decision);
+                return decision;
+            }
+            Err(admit) => admit,
+        };
         // Known key: update its cell in place under the shard's read guard. Except a tombstone:
         // reviving one may open a window earlier than its own (an instant from a lagging
         // thread), which only the write guard may do (see `Table::retain`).
@@ -335,12 +337,12 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     {
         let now = self.epoch.ticks(now);
         let hash = self.cells.hash_one(key);
-        if let Some(word) = self.reads.with_cell(hash, key, Shared::load_live) {
-            return cell::status(word, now, &self.policy);
-        }
+        let admit = match self.reads.lookup(hash, key, Shared::load_live) {
+            Ok(word) => return cell::status(word, now, &self.policy),
+            Err(admit) => admit,
+        };
         // Not cached: the cell read under the read guard is the answer. A key this thread
         // looked up recently is cached for next time.
-        let admit = self.reads.admit(hash);
         let entry = self.cells.read_entry(hash, key, |stored, cell| {
             (cell.load(), admit.then(|| (stored.clone(), cell.shared())))
         });
@@ -362,7 +364,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// key's last incarnation: a report of it arriving after the purge, more than a window
     /// after it was counted, counts as a new crash. Takes each shard's write guard in turn.
     pub fn purge_expired(&self, now: Instant) -> usize {
-        self.purge(self.epoch.ticks(now), self.policy.budget_window)
+        self.purge(self.epoch.ticks(now), self.policy.budget_window, Scan::Skip)
             .0
     }
 
@@ -472,7 +474,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
                     return Err(Duration::from_nanos(ticks));
                 }
                 // No guard is held here, so purging cannot deadlock with this insert.
-                let (_, soonest) = self.purge(now, self.automatic_purge_age());
+                // Every shard, under its lock: the hint must count inserts still in progress,
+                // which a skipped shard's bound may not show yet.
+                let (_, soonest) = self.purge(now, self.automatic_purge_age(), Scan::All);
                 let wait = soonest.unwrap_or(self.policy.budget_window);
                 let wait_ticks = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
                 self.occupancy
@@ -486,11 +490,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             match self.occupancy.purge_due() {
                 PurgeDue::No => {}
                 PurgeDue::Lead => {
-                    self.purge(now, self.automatic_purge_age());
+                    self.purge(now, self.automatic_purge_age(), Scan::Skip);
                     self.occupancy.purged();
                 }
                 PurgeDue::Help => {
-                    self.purge(now, self.automatic_purge_age());
+                    self.purge(now, self.automatic_purge_age(), Scan::Skip);
                 }
             }
         }
@@ -506,12 +510,15 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// Removes entries whose window started at least `age` before `now`. Returns how many, and
     /// the time until the first survivor would be removed by the same rule.
-    fn purge(&self, now: u64, age: Duration) -> (usize, Option<Duration>) {
+    fn purge(&self, now: u64, age: Duration, scan: Scan) -> (usize, Option<Duration>) {
         // Expired means `now - start >= age`, that is `start <= now - age`: shards whose
         // entries all started later are skipped without a lock (see `Table::retain`). No
         // cutoff, nothing can have expired: the age is longer than `now` is from the epoch.
         let age_ticks = u64::try_from(age.as_nanos()).unwrap_or(u64::MAX);
-        let cutoff = now.checked_sub(age_ticks);
+        let cutoff = match scan {
+            Scan::Skip => now.checked_sub(age_ticks),
+            Scan::All => Some(u64::MAX),
+        };
         let (removed, earliest) = self.cells.retain(cutoff, |_, cell| {
             let expired = self.retire_if(cell, |word| cell::expired(word, now, age));
             if expired {
@@ -581,6 +588,15 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         };
         self.metrics.add(counter, 1);
     }
+}
+
+/// Which shards a purge visits.
+#[derive(Clone, Copy, Debug)]
+enum Scan {
+    /// Only those whose bound says they may hold a purgeable entry.
+    Skip,
+    /// All of them, each under its write guard.
+    All,
 }
 
 /// The refusal for a crash of an untracked key when the state is full.
