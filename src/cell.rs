@@ -461,8 +461,8 @@ impl Cell {
         {
             Some(counted) if incarnation <= counted.incarnation => (counted.replay(now), true),
             _ => {
-                // A CAS, not a store: a crash through a read cache may race it (the write guard keeps
-                // out only crashes that go through the table).
+                // A CAS, not a store: a crash through a read cache may race it (the write
+                // guard keeps out only the crashes that go through the table).
                 let decision = self.update(|word| crash(word, now, policy, jitter_seed));
                 self.extra.get_or_insert_with(Box::default).last_report = Some(CountedReport {
                     incarnation,
