@@ -92,11 +92,14 @@ impl Word {
         Word::new(start.min(MAX_TICK), 0)
     }
 
-    /// No crash counted: vacant (only ever seen under the write guard that inserts it) or a
-    /// tombstone (see [`Cell::forget_crashes`]).
+    /// Whether a crash may update this word without the table's write guard: not the mark of
+    /// a removed cell (it takes no more crashes), and not a word with no crash counted, vacant
+    /// (only ever seen under the write guard that inserts it) or a tombstone (see
+    /// [`Cell::forget_crashes`]): reviving a tombstone may open a window earlier than its
+    /// shard's purge bound, which only the write guard may lower (see `Table::retain`).
     #[inline]
-    pub(crate) fn is_tombstone(self) -> bool {
-        self.crashes() == 0
+    pub(crate) fn updatable_without_write_guard(self) -> bool {
+        self != RETIRED && self.crashes() != 0
     }
 
     /// The same window with no crash counted: decides like a vacant word, but keeps the window's
@@ -289,15 +292,12 @@ impl Shared {
         (word != RETIRED).then_some(word)
     }
 
-    /// Applies `transition` by compare-and-swap, as [`Cell::update`], unless the cell has been
-    /// removed or is a tombstone (`None`): a removed cell takes no more crashes (the mark makes
-    /// a racing compare-and-swap fail), and reviving a tombstone must go through the table's
-    /// write guard (see `Table::retain`).
+    /// Applies `transition` by compare-and-swap, as [`Cell::update`], unless the word may not
+    /// be updated without the write guard (`None`; see [`Word::updatable_without_write_guard`]).
+    /// A removal's mark makes a racing compare-and-swap fail.
     #[inline]
     pub(crate) fn update_live<R>(&self, transition: impl FnMut(Word) -> (Word, R)) -> Option<R> {
-        update_word(&self.word, transition, |word| {
-            word != RETIRED && !word.is_tombstone()
-        })
+        update_word(&self.word, transition, Word::updatable_without_write_guard)
     }
 
     /// [`update_live`](Self::update_live) with a plain store instead of the compare-and-swap:
@@ -308,7 +308,7 @@ impl Shared {
         transition: impl FnOnce(Word) -> (Word, R),
     ) -> Option<R> {
         let current = Word(self.word.load(Ordering::Relaxed));
-        if current == RETIRED || current.is_tombstone() {
+        if !current.updatable_without_write_guard() {
             return None;
         }
         Some(store_without_cas(&self.word, current, transition))

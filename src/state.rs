@@ -214,11 +214,10 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             }
             Err(admit) => admit,
         };
-        // Known key: update its cell in place under the shard's read guard. Except a tombstone:
-        // reviving one may open a window earlier than its own (an instant from a lagging
-        // thread), which only the write guard may do (see `Table::retain`).
+        // Known key: update its cell in place under the shard's read guard. Except a tombstone,
+        // which goes to the write guard as in the cache (see `updatable_without_write_guard`).
         let known = self.cells.read(hash, &key, |cell| {
-            let live = !cell.load().is_tombstone();
+            let live = cell.load().updatable_without_write_guard();
             // The shared word's handle only for a key about to be cached: cloning it is a
             // read-modify-write of its reference count.
             live.then(|| {
