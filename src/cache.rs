@@ -13,10 +13,10 @@
 //! compare-and-swap then fails, and a thread that finds the mark drops the entry and looks the
 //! key up in the table again. See [`Shared::load_live`] and loom model 12.
 //!
-//! What gets cached: a key this thread looks up in the table a second time within a short while
-//! (a small filter of recent hashes, [`FILTER`]); its cell is then moved to a shared
-//! word (under the write guard, once per entry) and cached. Keys met once (a new backend's
-//! first crash, a check of a key about to be forgotten) and keys spread too thinly to recur
+//! What gets cached: a key this thread looks up in the table [`LOOKUPS_TO_ADMIT`] times within a
+//! short while (a small filter of recent hashes, [`FILTER`]); its cell is then moved to a shared
+//! word (under the write guard, once per entry) and cached. Keys met a few times (a new
+//! backend's first crashes, a check of a key about to be forgotten) and keys spread too thinly to recur
 //! (100,000 backends crashing at random) cost a probe of the cache and one store in the
 //! filter, no more. A key without an entry is never cached: a negative entry would go stale on
 //! the next insert.
@@ -46,11 +46,29 @@ use crate::cell::Shared;
 /// a broker's worker meets over and over, small next to the table itself.
 pub(crate) const CAPACITY: usize = 4096;
 
-/// Slots of the filter of recently looked-up hashes. A key is cached when its hash is still in
-/// its slot at its next lookup on the same thread: with 1,000 keys in turn that takes a few
-/// lookups; with keys that each come once per lifetime (the churn bench), it almost never
-/// happens, which is the point.
-const FILTER: usize = 512;
+/// Slots of the filter of recently looked-up hashes: each slot holds the last hash looked up
+/// in it and how many times in a row that hash came back to it. 8 KiB per thread and state.
+const FILTER: usize = 1024;
+
+/// Table lookups of a key, on one thread and in quick succession (its filter slot not taken by
+/// another hash in between), after which its cell is cached. Why not two: a backend that is
+/// crashed, crashed again, checked once and forgotten (the churn bench's keys, met two or three
+/// times in their life, soon after each other when eight threads share the work) was cached on
+/// its second lookup; promoting and caching it cost more than those lookups (an eighth of
+/// churn's time at 8 threads under `perf`), and it was never read again. A key met four times
+/// in a short while (a crash storm, a backend every Hello checks) is worth caching. With 1,000
+/// keys in turn a key needs some twenty lookups to be cached (its slot survives the 1,000
+/// lookups between two of them about a third of the time).
+/// Under loom, two, as before: a model caches a key in two lookups instead of four, which keeps
+/// its interleavings few; how many lookups admit a key does not change the protocol.
+#[cfg(not(loom))]
+const LOOKUPS_TO_ADMIT: u64 = 4;
+#[cfg(loom)]
+const LOOKUPS_TO_ADMIT: u64 = 2;
+
+/// A filter slot keeps a hash's top bits and, in the low bits, its lookups so far (1 to 3).
+const LOOKUPS_MASK: u64 = 0b11;
+const _: () = assert!(LOOKUPS_TO_ADMIT > 1 && LOOKUPS_TO_ADMIT - 1 <= LOOKUPS_MASK);
 
 /// One thread's cache for one state.
 struct Local<K> {
@@ -58,18 +76,29 @@ struct Local<K> {
     /// than a `HashMap`: it takes the hash from the caller, so the cache needs no hasher of its
     /// own (the state's `S` would have to be `Send` to live in every thread's cache).
     cells: HashTable<(u64, K, Arc<Shared>)>,
-    /// The hash last looked up in the table, per slot (`hash % FILTER`).
+    /// Per slot (`hash % FILTER`), the hash last looked up in the table and its lookups in a
+    /// row ([`LOOKUPS_MASK`]).
     filter: Box<[u64; FILTER]>,
 }
 
 impl<K> Local<K> {
-    /// Whether `hash` was the last hash looked up in its filter slot; remembers it either way.
+    /// Whether this lookup of `hash` is its [`LOOKUPS_TO_ADMIT`]th in a row in its filter slot;
+    /// counts it either way. (Two hashes that differ only in the low bits share a count: a
+    /// key cached a little early.)
     fn admit(&mut self, hash: u64) -> bool {
         // Truncation is fine: only the low bits pick a slot.
         let slot = &mut self.filter[hash as usize % FILTER];
-        let seen = *slot == hash;
-        *slot = hash;
-        seen
+        let tag = hash & !LOOKUPS_MASK;
+        let lookups = if *slot & !LOOKUPS_MASK == tag {
+            *slot & LOOKUPS_MASK
+        } else {
+            0
+        };
+        if lookups + 1 >= LOOKUPS_TO_ADMIT {
+            return true;
+        }
+        *slot = tag | (lookups + 1);
+        false
     }
 }
 
@@ -243,13 +272,19 @@ mod tests {
     }
 
     #[test]
-    fn the_filter_admits_a_hash_seen_last_in_its_slot() {
+    fn the_filter_admits_a_hash_after_lookups_in_a_row() {
         let cache = ReadCache::<usize>::new();
         let admit = |hash: u64| cache.lookup(hash, &0, Shared::load_live).unwrap_err();
-        assert!(!admit(12345), "first lookup");
-        assert!(admit(12345), "second lookup");
+        for lookup in 1..LOOKUPS_TO_ADMIT {
+            assert!(!admit(12345), "lookup {lookup}");
+        }
+        assert!(admit(12345), "lookup {LOOKUPS_TO_ADMIT}");
+        assert!(admit(12345), "and the next, until cached");
         assert!(!admit(12345 + FILTER as u64), "same slot, other hash");
-        assert!(!admit(12345), "pushed out by the other hash");
+        assert!(
+            !admit(12345),
+            "pushed out by the other hash: counting again"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | `purge_expired`, automatic | the write guard of each shard holding purgeable entries, in turn                     |
 //! | `snapshot`                 | each shard's read guard in turn                                                      |
 //!
-//! A key is cached by a thread that looked it up in the table twice in a short while
+//! A key is cached by a thread that looked it up in the table four times in a short while
 //! (`cache.rs`); caching it may take the write guard once, but only if it is free. Removals mark
 //! the cell in its word under their write guard, so that cached copies notice.
 
@@ -676,6 +676,48 @@ mod tests {
             );
             drop(guard);
             assert!(new.recv().unwrap().is_retry());
+        });
+    }
+
+    /// A thread caches a key on its fourth lookup in a short while, and checks it from then on
+    /// without the shard's lock: such a check completes while another thread holds the write
+    /// guard. As a control, the fourth check itself (the key not yet cached) waits for the guard.
+    #[test]
+    fn a_key_checked_four_times_is_then_checked_without_the_lock() {
+        let now = Instant::now();
+        let state = BackendRecoveryState::<u32>::new();
+        assert!(state.record_crash(1, now).is_retry());
+        let recovering = state.status(&1, now);
+
+        let state = &state;
+        std::thread::scope(|scope| {
+            let (go, wait) = mpsc::channel::<()>();
+            let (done, checked) = mpsc::channel();
+            scope.spawn(move || {
+                for _ in 0..5 {
+                    wait.recv().unwrap();
+                    done.send(state.status(&1, now)).unwrap();
+                }
+            });
+            for _ in 0..3 {
+                go.send(()).unwrap();
+                assert_eq!(checked.recv().unwrap(), recovering);
+            }
+
+            let guard = state.cells.hold_write_guard(&1);
+            go.send(()).unwrap();
+            assert!(
+                checked.recv_timeout(Duration::from_millis(200)).is_err(),
+                "a key looked up three times was checked while its shard was write-locked"
+            );
+            drop(guard);
+            assert_eq!(checked.recv().unwrap(), recovering);
+
+            let _guard = state.cells.hold_write_guard(&1);
+            go.send(()).unwrap();
+            // A wait here means the cached check took the lock: fail by timeout, not hang.
+            let cached = checked.recv_timeout(Duration::from_secs(60));
+            assert_eq!(cached, Ok(recovering));
         });
     }
 

@@ -261,4 +261,10 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
     pub(crate) fn hold_read_guard<Q: Hash + ?Sized>(&self, key: &Q) -> impl Sized + '_ {
         self.shard(self.hash_one(key)).entries.read()
     }
+
+    /// As [`hold_read_guard`](Self::hold_read_guard), with the write guard.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn hold_write_guard<Q: Hash + ?Sized>(&self, key: &Q) -> impl Sized + '_ {
+        self.shard(self.hash_one(key)).entries.write()
+    }
 }
