@@ -13,12 +13,12 @@
 //! compare-and-swap then fails, and a thread that finds the mark drops the entry and looks the
 //! key up in the table again. See [`Shared::load_live`] and loom model 12.
 //!
-//! What gets cached: a key this thread looks up in the table [`LOOKUPS_TO_ADMIT`] times within a
-//! short while (a small filter of recent hashes, [`FILTER`]); its cell is then moved to a shared
-//! word (under the write guard, once per entry) and cached. Keys met a few times (a new
-//! backend's first crashes, a check of a key about to be forgotten) and keys spread too thinly to recur
-//! (100,000 backends crashing at random) cost a probe of the cache and one store in the
-//! filter, no more. A key without an entry is never cached: a negative entry would go stale on
+//! What gets cached: a key this thread looks up in the table [`LOOKUPS_TO_ADMIT`] times within
+//! a short while (a small filter of recent hashes, [`FILTER`]); its cell is then moved to a
+//! shared word (under the write guard, once per entry) and cached. Keys met a few times (a new
+//! backend's first crashes, a check of a key about to be forgotten) and keys spread too thinly
+//! to recur (100,000 backends crashing at random) cost a probe of the cache and one store in
+//! the filter, no more. A key without an entry is never cached: a negative entry would go stale on
 //! the next insert.
 //!
 //! Memory: at most [`CAPACITY`] cells per thread and state; a full cache is cleared and
@@ -59,8 +59,9 @@ const FILTER: usize = 1024;
 /// in a short while (a crash storm, a backend every Hello checks) is worth caching. With 1,000
 /// keys in turn a key needs some twenty lookups to be cached (its slot survives the 1,000
 /// lookups between two of them about a third of the time).
-/// Under loom, two, as before: a model caches a key in two lookups instead of four, which keeps
-/// its interleavings few; how many lookups admit a key does not change the protocol.
+/// Under loom, two, as before: loom model 12 (`loom-tests/tests/cached_status.rs`) caches its
+/// keys with two lookups per thread, which keeps its interleavings few, and would not reach the
+/// cache with four; how many lookups admit a key does not change the protocol.
 #[cfg(not(loom))]
 const LOOKUPS_TO_ADMIT: u64 = 4;
 #[cfg(loom)]
@@ -82,9 +83,10 @@ struct Local<K> {
 }
 
 impl<K> Local<K> {
-    /// Whether this lookup of `hash` is its [`LOOKUPS_TO_ADMIT`]th in a row in its filter slot;
-    /// counts it either way. (Two hashes that differ only in the low bits share a count: a
-    /// key cached a little early.)
+    /// Whether this lookup of `hash` is its [`LOOKUPS_TO_ADMIT`]th or later in a row in its
+    /// filter slot (later: a key admitted but not cached, as when the shard was busy); counts
+    /// it either way. The slot index takes the hash's low bits, the count bits among them, so
+    /// a slot's tag and index together are the whole hash: distinct hashes never share a count.
     fn admit(&mut self, hash: u64) -> bool {
         // Truncation is fine: only the low bits pick a slot.
         let slot = &mut self.filter[hash as usize % FILTER];
@@ -133,7 +135,7 @@ impl<K: Eq + Send> ReadCache<K> {
     /// state's hasher. `f` returns `None` when the cell can no longer be used (removed from the
     /// table, or a tombstone a crash must revive under the write guard): the entry is dropped.
     /// Without a usable cell, `Err(admit)`: the caller goes to the table, and caches the key's
-    /// cell if `admit` (it was looked up recently on this thread; see [`FILTER`]). One access
+    /// cell if `admit` (looked up often enough on this thread; see [`LOOKUPS_TO_ADMIT`]). One access
     /// to the thread's cache for both.
     #[cfg(not(loom))]
     #[inline]

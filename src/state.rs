@@ -323,7 +323,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// The answer agrees with what a crash at `now` would be told.
     ///
     /// Read-only, and built to scale with cores: the first checks of a tracked key on a thread
-    /// look it up under the shard's read guard, and the second also gives the cell a word that
+    /// look it up under the shard's read guard, and the fourth also gives the cell a word that
     /// can be shared (under the write guard, once per entry) and keeps a handle on it in a
     /// per-thread cache of up to 4,096 keys. From then on, checks of that key on that thread
     /// load the cell through the handle and write no shared memory at all. A key without an
@@ -704,16 +704,18 @@ mod tests {
                 assert_eq!(checked.recv().unwrap(), recovering);
             }
 
-            let guard = state.cells.hold_write_guard(&1);
+            let guard = state.cells.hold_write_guard(&1u32);
             go.send(()).unwrap();
+            let fourth = checked.recv_timeout(Duration::from_millis(200));
             assert!(
-                checked.recv_timeout(Duration::from_millis(200)).is_err(),
-                "a key looked up three times was checked while its shard was write-locked"
+                matches!(fourth, Err(mpsc::RecvTimeoutError::Timeout)),
+                "a key looked up three times was checked while its shard was write-locked: \
+                 {fourth:?}"
             );
             drop(guard);
             assert_eq!(checked.recv().unwrap(), recovering);
 
-            let _guard = state.cells.hold_write_guard(&1);
+            let _guard = state.cells.hold_write_guard(&1u32);
             go.send(()).unwrap();
             // A wait here means the cached check took the lock: fail by timeout, not hang.
             let cached = checked.recv_timeout(Duration::from_secs(60));

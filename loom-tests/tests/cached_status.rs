@@ -4,10 +4,11 @@
 //! `status` keeps, per thread, a handle on the cells it has looked up, and later reads the cell
 //! through it without any guard (the crate's `cache.rs`). The handle outlives the table's guard,
 //! so a removal must *retire* the cell, under the write guard that removes it, or a thread would
-//! keep reading a cell the table no longer holds. Here the checking thread checks the key three
-//! times (the first remembers it, the second gives its cell a shared word and caches it, the
-//! third reads through the cache) while another thread forgets the key (success, or a purge of
-//! its closed window) and a new crash inserts a new cell. Once the checker has seen the other
+//! keep reading a cell the table no longer holds. Here the checking thread sets the key up with
+//! two crashes (under loom a key is cached on its second lookup, so the second gives its cell a
+//! shared word and caches it) and then checks it three times, through the cache while the
+//! cached cell lasts, while another thread forgets the key (success, or a purge of its closed
+//! window) and a new crash inserts a new cell. Once the checker has seen the other
 //! thread finish (a release/acquire flag, so "finished" is real-time order), its next check
 //! must see the new cell; and its checks never go back in time.
 #![cfg(loom)]
@@ -150,9 +151,10 @@ fn teeth_unretired_cells_are_caught() {
 }
 
 /// Model 12, crashes: a thread crashing a key through its cached cell while another thread
-/// forgets the key and crashes it again. The key crashed once at `base`; this thread crashes
-/// it three times at `at` (the first looks it up, the second caches its cell, the third goes
-/// through the cache); the other thread records a success, then a crash. Once this thread has
+/// forgets the key and crashes it again. The key crashed once at `base` (its first lookup on
+/// this thread); this thread crashes it three times at `at` (the first caches its cell, the
+/// others go through the cache while the cached cell lasts); the other thread records a
+/// success, then a crash. Once this thread has
 /// seen the other finish, its third crash comes after the re-insertion, so it must be counted
 /// in the new entry: with one retry per window, the key ends `Unavailable`. A crash into the
 /// removed cell would leave the new entry at one crash.
