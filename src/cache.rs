@@ -18,8 +18,8 @@
 //! shared word (under the write guard, once per entry) and cached. Keys met a few times (a new
 //! backend's first crashes, a check of a key about to be forgotten) and keys spread too thinly
 //! to recur (100,000 backends crashing at random) cost a probe of the cache and one store in
-//! the filter, no more. A key without an entry is never cached: a negative entry would go stale on
-//! the next insert.
+//! the filter, no more. A key without an entry is never cached: a negative entry would go
+//! stale on the next insert.
 //!
 //! Memory: at most [`CAPACITY`] cells per thread and state; a full cache is cleared and
 //! refilled. A cached removed cell keeps its word allocated until the thread meets that key
@@ -135,9 +135,8 @@ impl<K: Eq + Send> ReadCache<K> {
     /// state's hasher. `f` returns `None` when the cell can no longer be used (removed from the
     /// table, or a tombstone a crash must revive under the write guard): the entry is dropped.
     /// Without a usable cell, `Err(admit)`: the caller goes to the table, and caches the key's
-    /// cell if `admit` (looked up often enough on this thread; see [`LOOKUPS_TO_ADMIT`]). One access
-    /// to the thread's cache for both.
-    #[cfg(not(loom))]
+    /// cell if `admit` (looked up often enough on this thread; see [`LOOKUPS_TO_ADMIT`]). One
+    /// access to the thread's cache for both.
     #[inline]
     pub(crate) fn lookup<Q, R>(
         &self,
@@ -149,56 +148,48 @@ impl<K: Eq + Send> ReadCache<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        // `try_borrow_mut` instead of `borrow_mut`: a key's `Eq` calling back into the state on
-        // this thread skips the cache rather than panicking.
-        let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
-            return Err(false);
-        };
         let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
-        if let Ok(entry) = local.cells.find_entry(hash, eq) {
-            match f(&entry.get().2) {
-                Some(answer) => return Ok(answer),
-                None => {
-                    entry.remove();
-                }
-            }
-        }
-        Err(local.admit(hash))
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn lookup<Q, R>(
-        &self,
-        hash: u64,
-        key: &Q,
-        f: impl FnOnce(&Shared) -> Option<R>,
-    ) -> Result<R, bool>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        let thread = loom::thread::current().id();
-        let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
-        let cell = (self.locals().get(&thread))
-            .and_then(|local| local.cells.find(hash, eq))
-            .map(|(_, _, cell)| Arc::clone(cell));
-        // Used outside the std mutex: operations on loom atomics are where loom switches.
-        if let Some(cell) = cell {
-            match f(&cell) {
-                Some(answer) => return Ok(answer),
-                None => {
-                    let mut locals = self.locals();
-                    if let Some(Ok(entry)) = locals
-                        .get_mut(&thread)
-                        .map(|local| local.cells.find_entry(hash, eq))
-                    {
+        #[cfg(not(loom))]
+        {
+            // `try_borrow_mut` instead of `borrow_mut`: a key's `Eq` calling back into the
+            // state on this thread skips the cache rather than panicking.
+            let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
+                return Err(false);
+            };
+            if let Ok(entry) = local.cells.find_entry(hash, eq) {
+                match f(&entry.get().2) {
+                    Some(answer) => return Ok(answer),
+                    None => {
                         entry.remove();
                     }
                 }
             }
+            Err(local.admit(hash))
         }
-        let mut locals = self.locals();
-        Err(locals.entry(thread).or_default().admit(hash))
+        #[cfg(loom)]
+        {
+            let thread = loom::thread::current().id();
+            let cell = (self.locals().get(&thread))
+                .and_then(|local| local.cells.find(hash, eq))
+                .map(|(_, _, cell)| Arc::clone(cell));
+            // Used outside the std mutex: operations on loom atomics are where loom switches.
+            if let Some(cell) = cell {
+                match f(&cell) {
+                    Some(answer) => return Ok(answer),
+                    None => {
+                        let mut locals = self.locals();
+                        if let Some(Ok(entry)) = locals
+                            .get_mut(&thread)
+                            .map(|local| local.cells.find_entry(hash, eq))
+                        {
+                            entry.remove();
+                        }
+                    }
+                }
+            }
+            let mut locals = self.locals();
+            Err(locals.entry(thread).or_default().admit(hash))
+        }
     }
 
     /// Remembers `cell` as the cell of `key`, whose hash is `hash`, for this thread's next

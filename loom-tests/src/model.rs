@@ -42,7 +42,7 @@ where
 /// the right reason. Panics if the model passes.
 pub fn failure_of(model: impl FnOnce()) -> String {
     let failure = panic::catch_unwind(AssertUnwindSafe(model))
-        .expect_err("loom accepted a cell that updates without compare-and-swap");
+        .expect_err("loom accepted a teeth model: the broken state went unnoticed");
     failure
         .downcast_ref::<String>()
         .cloned()

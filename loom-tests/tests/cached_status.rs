@@ -132,32 +132,38 @@ fn unretiring_state(policy: BackendRecoveryPolicy) -> BackendRecoveryState<Key, 
     fixed_state(policy).with_broken_retirement()
 }
 
+/// Runs a teeth model of model 12 (`which` part of it), which must fail, and checks that it
+/// failed for the right reason: its message contains `reason`.
+fn assert_caught(which: &str, reason: &str, teeth: impl FnOnce()) {
+    let message = failure_of(teeth);
+    assert!(
+        message.contains(reason),
+        "failed for another reason: {message}"
+    );
+    println!("teeth: the unretired cache fails model 12 ({which}) as it must: {message}");
+}
+
 // Model 12's teeth: with removals that do not retire cells, a thread keeps reading the removed
 // cell from its cache, and loom must find the interleaving where that shows.
 #[test]
 fn teeth_unretired_cells_are_caught() {
-    let message = failure_of(|| {
+    assert_caught("checks", "checked after the re-insertion finished", || {
         model(
             "model 12: teeth, removals without retirement",
             Forget::Success,
             unretiring_state,
         )
     });
-    assert!(
-        message.contains("checked after the re-insertion finished"),
-        "failed for another reason: {message}"
-    );
-    println!("teeth: the unretired cache fails model 12 as it must: {message}");
 }
 
 /// Model 12, crashes: a thread crashing a key through its cached cell while another thread
 /// forgets the key and crashes it again. The key crashed once at `base` (its first lookup on
 /// this thread); this thread crashes it three times at `at` (the first caches its cell, the
 /// others go through the cache while the cached cell lasts); the other thread records a
-/// success, then a crash. Once this thread has
-/// seen the other finish, its third crash comes after the re-insertion, so it must be counted
-/// in the new entry: with one retry per window, the key ends `Unavailable`. A crash into the
-/// removed cell would leave the new entry at one crash.
+/// success, then a crash. Once this thread has seen the other finish, its third crash comes
+/// after the re-insertion, so it must be counted in the new entry: with one retry per window,
+/// the key ends `Unavailable`. A crash into the removed cell would leave the new entry at one
+/// crash.
 fn crash_model<S>(name: &str, make_state: fn(BackendRecoveryPolicy) -> BackendRecoveryState<Key, S>)
 where
     S: BuildHasher + Clone + Send + Sync + 'static,
@@ -212,17 +218,12 @@ fn cached_crash_races_success_and_reinsertion() {
 // Model 12's teeth for crashes: without retirement, the third crash lands in the removed cell.
 #[test]
 fn teeth_unretired_cells_lose_crashes() {
-    let message = failure_of(|| {
+    assert_caught("crashes", "was not counted in it", || {
         crash_model(
             "model 12: teeth, crashes without retirement",
             unretiring_state,
         )
     });
-    assert!(
-        message.contains("was not counted in it"),
-        "failed for another reason: {message}"
-    );
-    println!("teeth: the unretired cache fails model 12 (crashes) as it must: {message}");
 }
 
 /// Model 12, purge: a purge of the key's closed window racing a crash through the cached cell
@@ -273,15 +274,10 @@ fn purge_races_cached_crash() {
 // Model 12's teeth for purges: without retirement, the crash lands in the purged cell.
 #[test]
 fn teeth_unretired_cells_lose_crashes_to_purges() {
-    let message = failure_of(|| {
+    assert_caught("purge", "left []", || {
         purge_model(
             "model 12: teeth, purge without retirement",
             unretiring_state,
         )
     });
-    assert!(
-        message.contains("left []"),
-        "failed for another reason: {message}"
-    );
-    println!("teeth: the unretired cache fails model 12 (purge) as it must: {message}");
 }
