@@ -156,7 +156,14 @@ impl<K: Eq + Send> ReadCache<K> {
             let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
                 return Err(false);
             };
-            if let Ok(entry) = local.cells.find_entry(hash, eq) {
+            // Checked first: with keys too many or too spread to recur, the cache stays empty,
+            // and a probe of an empty table still hashes into it.
+            let found = if local.cells.is_empty() {
+                None
+            } else {
+                local.cells.find_entry(hash, eq).ok()
+            };
+            if let Some(entry) = found {
                 match f(&entry.get().2) {
                     Some(answer) => return Ok(answer),
                     None => {

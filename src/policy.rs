@@ -126,6 +126,11 @@ impl BackendRecoveryPolicy {
     /// the seed and the attempt, and the cap still bounds the sum.
     #[inline]
     pub fn retry_delay(&self, attempt: u32, jitter_seed: u64) -> Duration {
+        // The default's case, and every crash's path: the general arithmetic below, in u128,
+        // would give this very value.
+        if self.backoff_growth == BackoffGrowth::Fixed && self.jitter_per_mille == 0 {
+            return self.retry_backoff;
+        }
         let base = self.retry_backoff.as_nanos();
         let (grown, cap) = match self.backoff_growth {
             BackoffGrowth::Fixed => (base, u128::MAX),
@@ -303,6 +308,29 @@ mod tests {
             delays,
             [100 * MS, 200 * MS, 400 * MS, 800 * MS, 1000 * MS, 1000 * MS]
         );
+    }
+
+    #[test]
+    fn a_fixed_backoff_without_jitter_is_the_backoff_for_every_attempt() {
+        let backoffs = [
+            Duration::from_nanos(1),
+            Duration::new(0, 999_999_999),
+            250 * MS,
+            Duration::new(u64::MAX, 0),
+            Duration::MAX,
+        ];
+        for backoff in backoffs {
+            let fixed = BackendRecoveryPolicy::new(backoff, Duration::from_secs(30));
+            // The general arithmetic: growth by a factor of one, never capped.
+            let no_growth = BackendRecoveryPolicy {
+                retry_backoff: backoff,
+                ..exponential(1000, Duration::MAX)
+            };
+            for (attempt, seed) in [(1, 0), (2, 7), (14, u64::MAX), (u32::MAX, 3)] {
+                assert_eq!(fixed.retry_delay(attempt, seed), backoff, "{backoff:?}");
+                assert_eq!(no_growth.retry_delay(attempt, seed), backoff, "{backoff:?}");
+            }
+        }
     }
 
     #[test]
