@@ -156,8 +156,8 @@ impl<K: Eq + Send> ReadCache<K> {
             let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
                 return Err(false);
             };
-            // Checked first: with keys too many or too spread to recur, the cache stays empty,
-            // and a probe of an empty table still hashes into it.
+            // An empty cache (keys too many or too spread to recur, as with 100,000 backends
+            // crashing at random) is not probed: the probe would still load a control group.
             let found = if local.cells.is_empty() {
                 None
             } else {

@@ -126,8 +126,8 @@ impl BackendRecoveryPolicy {
     /// the seed and the attempt, and the cap still bounds the sum.
     #[inline]
     pub fn retry_delay(&self, attempt: u32, jitter_seed: u64) -> Duration {
-        // The default's case, and every crash's path: the general arithmetic below, in u128,
-        // would give this very value.
+        // A fixed backoff without jitter (the default): the general arithmetic below, in u128,
+        // gives this very value, so every retry skips it (a 128-bit division among it).
         if self.backoff_growth == BackoffGrowth::Fixed && self.jitter_per_mille == 0 {
             return self.retry_backoff;
         }
