@@ -126,8 +126,8 @@ impl BackendRecoveryPolicy {
     /// the seed and the attempt, and the cap still bounds the sum.
     #[inline]
     pub fn retry_delay(&self, attempt: u32, jitter_seed: u64) -> Duration {
-        // A fixed backoff without jitter (the default): the general arithmetic below, in u128,
-        // gives this very value, so every retry skips it (a 128-bit division among it).
+        // A fixed backoff without jitter (the default): the general arithmetic below gives this
+        // very value, so such a policy returns it without the u128 multiply and division.
         if self.backoff_growth == BackoffGrowth::Fixed && self.jitter_per_mille == 0 {
             return self.retry_backoff;
         }
@@ -313,6 +313,8 @@ mod tests {
     #[test]
     fn a_fixed_backoff_without_jitter_is_the_backoff_for_every_attempt() {
         let backoffs = [
+            // Written into the public field by hand: not clamped, on either path.
+            Duration::ZERO,
             Duration::from_nanos(1),
             Duration::new(0, 999_999_999),
             250 * MS,
@@ -320,7 +322,10 @@ mod tests {
             Duration::MAX,
         ];
         for backoff in backoffs {
-            let fixed = BackendRecoveryPolicy::new(backoff, Duration::from_secs(30));
+            let fixed = BackendRecoveryPolicy {
+                retry_backoff: backoff,
+                ..BackendRecoveryPolicy::default()
+            };
             // The general arithmetic: growth by a factor of one, never capped.
             let no_growth = BackendRecoveryPolicy {
                 retry_backoff: backoff,
@@ -331,6 +336,12 @@ mod tests {
                 assert_eq!(no_growth.retry_delay(attempt, seed), backoff, "{backoff:?}");
             }
         }
+        // With jitter, a fixed backoff still gets its jitter added: the shortcut is not taken.
+        let jittered = BackendRecoveryPolicy {
+            jitter_per_mille: 1000,
+            ..BackendRecoveryPolicy::new(Duration::from_secs(1), Duration::from_secs(30))
+        };
+        assert!((0..8).any(|seed| jittered.retry_delay(1, seed) > Duration::from_secs(1)));
     }
 
     #[test]
