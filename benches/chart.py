@@ -18,6 +18,9 @@ Usage, from the repository root:
 
 Options: --criterion DIR (default target/criterion), --svg PATH, --table PATH (use - for stdout),
 --note TEXT (a line for the table, e.g. the load average seen during the run).
+
+`--ceilings` instead prints the table of `cargo bench --bench ceilings` (bare tables against
+ours and the mutex on uniform-100k) to stdout, and writes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ IMPLEMENTATIONS = ["ours", "mutex", "dashmap-entry"]
 THREADS = [1, 2, 4, 8]
 COLORS = {"ours": "#d62728", "mutex": "#1f77b4", "dashmap-entry": "#2ca02c"}
 DASHES = {"ours": "", "mutex": "6,3", "dashmap-entry": "2,3"}
+# The group of `cargo bench --bench ceilings`, printed by --ceilings.
+CEILINGS_GROUP = "ceiling-uniform-100k"
 
 # The issue's targets, as ratios ours/mutex measured in the same run.
 TARGETS = [
@@ -45,24 +50,50 @@ TARGETS = [
 ] + [(workload, 8, 1.0) for workload in WORKLOADS]
 
 
+def estimates(criterion_dir: Path):
+    """(group, implementation, threads, ops/s, estimate's modification time) of every bench."""
+    for benchmark_file in sorted(criterion_dir.glob("*/*/*/new/benchmark.json")):
+        benchmark = json.loads(benchmark_file.read_text())
+        elements = benchmark["throughput"]["Elements"]
+        estimates_file = benchmark_file.with_name("estimates.json")
+        median_ns = json.loads(estimates_file.read_text())["median"]["point_estimate"]
+        yield (
+            benchmark.get("group_id"),
+            benchmark.get("function_id"),
+            int(benchmark["value_str"]),
+            elements * 1e9 / median_ns,
+            estimates_file.stat().st_mtime,
+        )
+
+
 def load(criterion_dir: Path) -> tuple[dict, list[float]]:
     """{(workload, implementation, threads): ops/s}, and the estimates' modification times."""
     results = {}
     written = []
-    for benchmark_file in sorted(criterion_dir.glob("*/*/*/new/benchmark.json")):
-        benchmark = json.loads(benchmark_file.read_text())
-        workload = benchmark.get("group_id")
-        implementation = benchmark.get("function_id")
-        if workload not in WORKLOADS or implementation not in IMPLEMENTATIONS:
-            continue
-        threads = int(benchmark["value_str"])
-        elements = benchmark["throughput"]["Elements"]
-        estimates_file = benchmark_file.with_name("estimates.json")
-        estimates = json.loads(estimates_file.read_text())
-        median_ns = estimates["median"]["point_estimate"]
-        results[(workload, implementation, threads)] = elements * 1e9 / median_ns
-        written.append(estimates_file.stat().st_mtime)
+    for workload, implementation, threads, value, mtime in estimates(criterion_dir):
+        if workload in WORKLOADS and implementation in IMPLEMENTATIONS:
+            results[(workload, implementation, threads)] = value
+            written.append(mtime)
     return results, written
+
+
+def ceilings(criterion_dir: Path) -> str:
+    """The ceilings bench's table: each table's ops/s and its ratio to the mutex, per thread count."""
+    results = {}
+    for group, implementation, threads, value, _ in estimates(criterion_dir):
+        if group == CEILINGS_GROUP:
+            results[(implementation, threads)] = value
+    names = list(dict.fromkeys(name for name, _ in results))
+    counts = sorted({threads for _, threads in results})
+    header = " | ".join(f"{t} thr ops/s | {t} thr / mutex" for t in counts)
+    lines = [f"| {CEILINGS_GROUP} | {header} |", "|---" + "|---:" * 2 * len(counts) + "|"]
+    for name in names:
+        cells = []
+        for threads in counts:
+            value = results.get((name, threads))
+            cells += [ops(value), fmt_ratio(ratio(value, results.get(("mutex", threads))))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def ops(value: float | None) -> str:
@@ -273,7 +304,17 @@ def main() -> int:
     parser.add_argument("--svg", default="docs/throughput.svg", type=Path)
     parser.add_argument("--table", default="docs/throughput.md")
     parser.add_argument("--note", default=None)
+    parser.add_argument("--ceilings", action="store_true")
     args = parser.parse_args()
+
+    if args.ceilings:
+        markdown = ceilings(args.criterion)
+        if markdown.count("\n") <= 2:
+            print(f"no ceiling estimates under {args.criterion}: run "
+                  "`cargo bench --bench ceilings` first", file=sys.stderr)
+            return 1
+        sys.stdout.write(markdown)
+        return 0
 
     results, written = load(args.criterion)
     if not results:
