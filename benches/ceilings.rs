@@ -20,7 +20,7 @@
 //! - **atomic-slots**: one fixed array of (key, word) pairs of atomics, keys claimed by
 //!   compare-and-swap. Only `u64` keys fit: the cheapest shared map a crash could go through.
 //!
-//! Run with `cargo bench --bench ceilings` (about two minutes), then print the ratios to the
+//! Run with `cargo bench --bench ceilings` (about a minute), then print the ratios to the
 //! mutex with `python3 benches/chart.py --ceilings`. `docs/throughput-investigation.md` has the
 //! figures and what they mean for the target.
 
