@@ -39,8 +39,10 @@ IMPLEMENTATIONS = ["ours", "mutex", "dashmap-entry"]
 THREADS = [1, 2, 4, 8]
 COLORS = {"ours": "#d62728", "mutex": "#1f77b4", "dashmap-entry": "#2ca02c"}
 DASHES = {"ours": "", "mutex": "6,3", "dashmap-entry": "2,3"}
-# The group of `cargo bench --bench ceilings`, printed by --ceilings.
+# The group of `cargo bench --bench ceilings` ("ceiling-" and its workload's name), printed by
+# --ceilings, and its stores in the bench's order.
 CEILINGS_GROUP = "ceiling-uniform-100k"
+CEILINGS = ["ours", "mutex", "locked-buckets", "snapshot-slots", "once-slots", "atomic-slots"]
 
 # The issue's targets, as ratios ours/mutex measured in the same run.
 TARGETS = [
@@ -51,17 +53,21 @@ TARGETS = [
 
 
 def estimates(criterion_dir: Path):
-    """(group, implementation, threads, ops/s, estimate's modification time) of every bench."""
+    """(group, implementation, threads, ops/s, estimate's modification time) of every bench
+    with a throughput and a thread count; others (if any) are skipped."""
     for benchmark_file in sorted(criterion_dir.glob("*/*/*/new/benchmark.json")):
         benchmark = json.loads(benchmark_file.read_text())
-        elements = benchmark["throughput"]["Elements"]
+        throughput = benchmark.get("throughput") or {}
+        threads = str(benchmark.get("value_str"))
+        if "Elements" not in throughput or not threads.isdigit():
+            continue
         estimates_file = benchmark_file.with_name("estimates.json")
         median_ns = json.loads(estimates_file.read_text())["median"]["point_estimate"]
         yield (
             benchmark.get("group_id"),
             benchmark.get("function_id"),
-            int(benchmark["value_str"]),
-            elements * 1e9 / median_ns,
+            int(threads),
+            throughput["Elements"] * 1e9 / median_ns,
             estimates_file.stat().st_mtime,
         )
 
@@ -77,13 +83,17 @@ def load(criterion_dir: Path) -> tuple[dict, list[float]]:
     return results, written
 
 
-def ceilings(criterion_dir: Path) -> str:
-    """The ceilings bench's table: each table's ops/s and its ratio to the mutex, per thread count."""
+def ceilings(criterion_dir: Path) -> str | None:
+    """The ceilings bench's table: each table's ops/s and its ratio to the mutex, per thread
+    count, in the bench's order; None if there are no estimates."""
     results = {}
     for group, implementation, threads, value, _ in estimates(criterion_dir):
         if group == CEILINGS_GROUP:
             results[(implementation, threads)] = value
-    names = list(dict.fromkeys(name for name, _ in results))
+    if not results:
+        return None
+    names = [name for name in CEILINGS if any(key[0] == name for key in results)]
+    names += sorted({name for name, _ in results} - set(CEILINGS))
     counts = sorted({threads for _, threads in results})
     header = " | ".join(f"{t} thr ops/s | {t} thr / mutex" for t in counts)
     lines = [f"| {CEILINGS_GROUP} | {header} |", "|---" + "|---:" * 2 * len(counts) + "|"]
@@ -309,7 +319,7 @@ def main() -> int:
 
     if args.ceilings:
         markdown = ceilings(args.criterion)
-        if markdown.count("\n") <= 2:
+        if markdown is None:
             print(f"no ceiling estimates under {args.criterion}: run "
                   "`cargo bench --bench ceilings` first", file=sys.stderr)
             return 1

@@ -35,7 +35,7 @@ use criterion::{
 };
 
 use stores::{DashMapEntryStore, Key, MutexStore, OursWithoutMetrics, Store};
-use workloads::{Answer, Workers, Workload};
+use workloads::{Answer, Workers, Workload, answers, assert_agree, lifecycle};
 
 /// Thread counts of the matrix; 8 oversubscribes a 2-core machine, where a global lock convoys.
 const THREADS: [usize; 4] = [1, 2, 4, 8];
@@ -97,36 +97,35 @@ fn bench<S: Store>(group: &mut BenchmarkGroup<'_, WallTime>, workload: Workload,
 }
 
 /// Not a bench: checks, before any is timed, that on one thread the baselines answer three
-/// windows of every workload exactly as ours does, and prints each workload's mix of answers.
+/// windows of every workload exactly as ours does, and a short sequence of successes and purges
+/// too ([`workloads::lifecycle`]); prints each workload's mix of answers.
 fn baselines_agree_with_ours(_: &mut Criterion) {
     for workload in Workload::ALL {
         let ours = answers::<BackendRecoveryState<Key>>(workload);
-        for (name, theirs) in [
-            (MutexStore::NAME, answers::<MutexStore>(workload)),
-            (
-                DashMapEntryStore::NAME,
-                answers::<DashMapEntryStore>(workload),
-            ),
-        ] {
-            let first_difference = ours.iter().zip(&theirs).position(|(a, b)| a != b);
-            assert!(
-                first_difference.is_none() && ours.len() == theirs.len(),
-                "{name} disagrees with ours on {} at answer {first_difference:?}",
-                workload.name(),
-            );
-        }
+        assert_agree(
+            MutexStore::NAME,
+            workload.name(),
+            &ours,
+            &answers::<MutexStore>(workload),
+        );
+        let theirs = answers::<DashMapEntryStore>(workload);
+        assert_agree(DashMapEntryStore::NAME, workload.name(), &ours, &theirs);
         eprintln!("{:<13} answers: {}", workload.name(), mix(&ours));
     }
-}
-
-fn answers<S: Store>(workload: Workload) -> Vec<Answer> {
-    let store = S::with_policy(workloads::policy());
-    let mut lanes = workload.prepare(&store, 1);
-    let mut answers = Vec::new();
-    lanes[0].run(&store, 3 * workload.steps_per_window(), |answer| {
-        answers.push(answer);
-    });
-    answers
+    let ours = lifecycle::<BackendRecoveryState<Key>>();
+    assert_agree(
+        MutexStore::NAME,
+        "successes and purges",
+        &ours,
+        &lifecycle::<MutexStore>(),
+    );
+    let theirs = lifecycle::<DashMapEntryStore>();
+    assert_agree(
+        DashMapEntryStore::NAME,
+        "successes and purges",
+        &ours,
+        &theirs,
+    );
 }
 
 /// Shares of each kind of answer, e.g. `retry 33%, refuse 67%`.
@@ -148,6 +147,7 @@ fn mix(answers: &[Answer]) -> String {
             Answer::Status(Recovering { .. }) => 3,
             Answer::Status(Unavailable { .. }) => 4,
             Answer::Status(_) => unreachable!("a status this bench does not know"),
+            Answer::Purged(_) => unreachable!("lanes do not report purges"),
         };
         counts[kind] += 1;
     }

@@ -214,6 +214,56 @@ fn nanos(duration: Duration) -> u64 {
 pub(crate) enum Answer {
     Crash(BackendRecoveryDecision),
     Status(BackendRecoveryStatus),
+    /// Entries removed by a `purge_expired` of [`lifecycle`] (lanes do not report theirs).
+    Purged(usize),
+}
+
+/// What a fresh `S` answers on one thread over three budget windows of `workload`.
+pub(crate) fn answers<S: Store>(workload: Workload) -> Vec<Answer> {
+    let store = S::with_policy(policy());
+    let mut lanes = workload.prepare(&store, 1);
+    let mut answers = Vec::new();
+    lanes[0].run(&store, 3 * workload.steps_per_window(), |answer| {
+        answers.push(answer);
+    });
+    answers
+}
+
+/// What a fresh `S` answers to what the lanes cannot show: a crash after a success (no lane
+/// touches a key again once it succeeded) and the counts of purges.
+pub(crate) fn lifecycle<S: Store>() -> Vec<Answer> {
+    let store = S::with_policy(policy());
+    let t0 = Instant::now();
+    let at = |seconds: u64| t0 + Duration::from_secs(seconds);
+    let (spent, old, young) = (1, 2, 3);
+    let mut answers = Vec::new();
+    let mut crash = |key, now| answers.push(Answer::Crash(store.record_crash(key, now)));
+    crash(spent, at(0));
+    crash(spent, at(1));
+    crash(old, at(0));
+    crash(young, at(20));
+    answers.push(Answer::Status(store.status(&spent, at(1))));
+    store.record_success(&spent);
+    answers.push(Answer::Status(store.status(&spent, at(1))));
+    answers.push(Answer::Crash(store.record_crash(spent, at(2))));
+    // At 40 s the windows of `old` (from 0 s) and `spent` (from 2 s) have closed, that of
+    // `young` (from 20 s) has not: two purged, then none.
+    answers.push(Answer::Purged(store.purge_expired(at(40))));
+    answers.push(Answer::Purged(store.purge_expired(at(40))));
+    answers.push(Answer::Status(store.status(&young, at(40))));
+    answers.push(Answer::Crash(store.record_crash(old, at(41))));
+    answers
+}
+
+/// Panics unless `theirs` (the answers of the store `name`) equal `ours`, naming the first
+/// difference. Both come from the same operations, so they have the same length.
+pub(crate) fn assert_agree(name: &str, what: &str, ours: &[Answer], theirs: &[Answer]) {
+    if let Some(at) = ours.iter().zip(theirs).position(|(a, b)| a != b) {
+        panic!(
+            "{name} disagrees with ours on {what} at answer {at}: {:?} against ours {:?}",
+            theirs[at], ours[at],
+        );
+    }
 }
 
 /// One replayed operation: a crash or a gate check of a key, packed in a word to halve the
