@@ -42,7 +42,15 @@ DASHES = {"ours": "", "mutex": "6,3", "dashmap-entry": "2,3"}
 # The group of `cargo bench --bench ceilings` ("ceiling-" and its workload's name), printed by
 # --ceilings, and its stores in the bench's order.
 CEILINGS_GROUP = "ceiling-uniform-100k"
-CEILINGS = ["ours", "mutex", "locked-buckets", "snapshot-slots", "once-slots", "atomic-slots"]
+CEILINGS = [
+    "ours",
+    "mutex",
+    "sharded-table",
+    "locked-buckets",
+    "snapshot-slots",
+    "once-slots",
+    "atomic-slots",
+]
 
 # The targets, as ratios ours/mutex measured in the same run.
 TARGETS = [
