@@ -47,27 +47,16 @@ use backend_recovery::{
     BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryRefusalReason,
     BackendRecoveryState, BackendRecoveryStatus,
 };
-use criterion::measurement::WallTime;
-use criterion::{
-    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
-};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 use thread_local::ThreadLocal;
 
 use stores::{Key, MutexStore, Store};
-use workloads::{Workers, Workload, answers, assert_agree, lifecycle};
+use workloads::{Workload, answers, assert_agree, bench, criterion_config, lifecycle};
 
 const WORKLOAD: Workload = Workload::Uniform100k;
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20)
-        .without_plots()
-}
 
 fn ceilings(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("ceiling-{}", WORKLOAD.name()));
@@ -75,34 +64,26 @@ fn ceilings(c: &mut Criterion) {
         group.throughput(Throughput::Elements(
             threads as u64 * WORKLOAD.ops_per_step(),
         ));
-        bench::<BackendRecoveryState<Key>>(&mut group, threads);
-        bench::<MutexStore>(&mut group, threads);
-        bench::<ShardedTable>(&mut group, threads);
-        bench::<LockedBuckets>(&mut group, threads);
-        bench::<SnapshotSlots>(&mut group, threads);
-        bench::<OnceSlots>(&mut group, threads);
-        bench::<AtomicSlots>(&mut group, threads);
+        bench::<BackendRecoveryState<Key>>(&mut group, WORKLOAD, threads);
+        bench::<MutexStore>(&mut group, WORKLOAD, threads);
+        bench::<BareStore<ShardedTable>>(&mut group, WORKLOAD, threads);
+        bench::<BareStore<LockedBuckets>>(&mut group, WORKLOAD, threads);
+        bench::<BareStore<SnapshotSlots>>(&mut group, WORKLOAD, threads);
+        bench::<BareStore<OnceSlots>>(&mut group, WORKLOAD, threads);
+        bench::<BareStore<AtomicSlots>>(&mut group, WORKLOAD, threads);
     }
     group.finish();
-}
-
-fn bench<S: Store>(group: &mut BenchmarkGroup<'_, WallTime>, threads: usize) {
-    let mut workers = None;
-    group.bench_function(BenchmarkId::new(S::NAME, threads), |b| {
-        let workers = workers.get_or_insert_with(|| Workers::start::<S>(WORKLOAD, threads));
-        b.iter_custom(|steps| workers.time(steps));
-    });
 }
 
 /// Not a bench: on one thread, every bare table answers three windows of each workload and a
 /// short sequence of successes and purges exactly as ours does; on two threads, it grants each
 /// fresh key one retry, however the threads' crashes interleave.
 fn tables_agree_with_ours(_: &mut Criterion) {
-    check::<ShardedTable>();
-    check::<LockedBuckets>();
-    check::<SnapshotSlots>();
-    check::<OnceSlots>();
-    check::<AtomicSlots>();
+    check::<BareStore<ShardedTable>>();
+    check::<BareStore<LockedBuckets>>();
+    check::<BareStore<SnapshotSlots>>();
+    check::<BareStore<OnceSlots>>();
+    check::<BareStore<AtomicSlots>>();
 }
 
 fn check<S: Store>() {
@@ -259,13 +240,13 @@ impl Clock {
     }
 }
 
-/// What every bare table shares: the policy, the hasher and the clock, and the [`Store`] calls
-/// written once over the table's one operation, finding a key's word.
+/// A bare table: the one operation it must provide, finding a key's word. [`BareStore`] writes
+/// the [`Store`] calls over it once.
 trait Bare: Send + Sync + 'static {
     /// The table's name in bench ids.
     const LABEL: &'static str;
-    fn new(parts: Parts) -> Self;
-    fn parts(&self) -> &Parts;
+    /// An empty table; `hasher` is the store's, for a table that rehashes when it grows.
+    fn new(hasher: &RandomState) -> Self;
     /// `f` on `key`'s word, inserting the key first if `insert`; `None` if it is absent.
     fn with_word<R>(
         &self,
@@ -278,13 +259,15 @@ trait Bare: Send + Sync + 'static {
     fn for_each_word(&self, f: impl FnMut(&AtomicU64));
 }
 
-struct Parts {
+/// A bare table with the policy, the hasher and the clock around it.
+struct BareStore<T> {
+    table: T,
     policy: BackendRecoveryPolicy,
     hasher: RandomState,
     clock: Clock,
 }
 
-impl<T: Bare> Store for T {
+impl<T: Bare> Store for BareStore<T> {
     const NAME: &'static str = T::LABEL;
 
     fn with_policy(policy: BackendRecoveryPolicy) -> Self {
@@ -293,43 +276,45 @@ impl<T: Bare> Store for T {
             policy.retries_per_window == 1 && policy.jitter_per_mille == 0,
             "the bare tables support only the spec's policy: one retry per window, no jitter",
         );
-        T::new(Parts {
+        let hasher = RandomState::new();
+        BareStore {
+            table: T::new(&hasher),
             policy,
-            hasher: RandomState::new(),
+            hasher,
             clock: Clock::new(),
-        })
+        }
     }
 
     fn record_crash(&self, key: Key, now: Instant) -> BackendRecoveryDecision {
-        let parts = self.parts();
-        let now = parts.clock.ticks(now);
-        self.with_word(parts.hasher.hash_one(key), key, true, |word| {
-            word::crash(word, now, &parts.policy)
-        })
-        .expect("inserted")
+        let now = self.clock.ticks(now);
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .with_word(hash, key, true, |word| word::crash(word, now, &self.policy))
+            .expect("inserted")
     }
 
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {
-        let parts = self.parts();
-        let now = parts.clock.ticks(now);
-        self.with_word(parts.hasher.hash_one(key), *key, false, |word| {
-            word::status(word.load(Ordering::Acquire), now, &parts.policy)
-        })
-        .unwrap_or(BackendRecoveryStatus::Healthy)
+        let now = self.clock.ticks(now);
+        let hash = self.hasher.hash_one(key);
+        let status =
+            |word: &AtomicU64| word::status(word.load(Ordering::Acquire), now, &self.policy);
+        self.table
+            .with_word(hash, *key, false, status)
+            .unwrap_or(BackendRecoveryStatus::Healthy)
     }
 
     fn record_success(&self, key: &Key) {
-        let parts = self.parts();
-        self.with_word(parts.hasher.hash_one(key), *key, false, |word| {
+        let hash = self.hasher.hash_one(key);
+        self.table.with_word(hash, *key, false, |word| {
             word.store(0, Ordering::Release);
         });
     }
 
     fn purge_expired(&self, now: Instant) -> usize {
-        let parts = self.parts();
-        let now = parts.clock.ticks(now);
+        let now = self.clock.ticks(now);
         let mut purged = 0;
-        self.for_each_word(|word| purged += usize::from(word::purge(word, now, &parts.policy)));
+        self.table
+            .for_each_word(|word| purged += usize::from(word::purge(word, now, &self.policy)));
         purged
     }
 }
@@ -348,8 +333,8 @@ fn next_slot(index: usize, probes: &mut usize, len: usize) -> usize {
 /// reader-writer lock, the shard picked by the same bits as ours. Its size is hashbrown's own
 /// (about 2 MiB here). What ours' crash path would cost without the rest of ours around it.
 struct ShardedTable {
-    parts: Parts,
     shards: Box<[CachePadded<Shard>]>,
+    hasher: RandomState,
 }
 
 type Shard = RwLock<HashTable<(Key, AtomicU64)>>;
@@ -357,15 +342,14 @@ type Shard = RwLock<HashTable<(Key, AtomicU64)>>;
 impl Bare for ShardedTable {
     const LABEL: &'static str = "sharded-table";
 
-    fn new(parts: Parts) -> Self {
+    fn new(hasher: &RandomState) -> Self {
         let shards = (0..256)
             .map(|_| CachePadded::new(RwLock::new(HashTable::new())))
             .collect();
-        ShardedTable { parts, shards }
-    }
-
-    fn parts(&self) -> &Parts {
-        &self.parts
+        ShardedTable {
+            shards,
+            hasher: hasher.clone(),
+        }
     }
 
     fn with_word<R>(
@@ -384,7 +368,7 @@ impl Bare for ShardedTable {
             return None;
         }
         let mut entries = shard.write();
-        let rehash = |(stored, _): &(Key, AtomicU64)| self.parts.hasher.hash_one(stored);
+        let rehash = |(stored, _): &(Key, AtomicU64)| self.hasher.hash_one(stored);
         let entry = entries
             .entry(hash, eq, rehash)
             .or_insert_with(|| (key, AtomicU64::new(0)));
@@ -401,7 +385,6 @@ impl Bare for ShardedTable {
 /// **locked-buckets**: buckets of three entries, each behind its own lock in one cache line;
 /// a full bucket sends new keys on to the next one. 2^16 buckets: 4 MiB, 196,608 entries.
 struct LockedBuckets {
-    parts: Parts,
     buckets: Box<[Bucket]>,
 }
 
@@ -412,15 +395,11 @@ struct Bucket(RwLock<[(u64, AtomicU64); 3]>);
 impl Bare for LockedBuckets {
     const LABEL: &'static str = "locked-buckets";
 
-    fn new(parts: Parts) -> Self {
+    fn new(_: &RandomState) -> Self {
         let buckets = (0..1 << 16)
             .map(|_| Bucket(RwLock::new(Default::default())))
             .collect();
-        LockedBuckets { parts, buckets }
-    }
-
-    fn parts(&self) -> &Parts {
-        &self.parts
+        LockedBuckets { buckets }
     }
 
     fn with_word<R>(
@@ -524,7 +503,6 @@ fn empty_slots(len: usize) -> Arc<[OnceSlot]> {
 
 /// **snapshot-slots**: 256 shards of slots, each thread reaching them through its own snapshot.
 struct SnapshotSlots {
-    parts: Parts,
     shards: Box<[CachePadded<SlotShard>]>,
     /// Each thread's (generation, array) per shard. Padded: `thread_local` stores the threads'
     /// values side by side, and each lookup writes its `RefCell`'s flag.
@@ -546,7 +524,7 @@ const SNAPSHOT_SHARDS: usize = 256;
 impl Bare for SnapshotSlots {
     const LABEL: &'static str = "snapshot-slots";
 
-    fn new(parts: Parts) -> Self {
+    fn new(_: &RandomState) -> Self {
         let shards = (0..SNAPSHOT_SHARDS)
             .map(|_| {
                 CachePadded::new(SlotShard {
@@ -556,14 +534,9 @@ impl Bare for SnapshotSlots {
             })
             .collect();
         SnapshotSlots {
-            parts,
             shards,
             snapshots: ThreadLocal::new(),
         }
-    }
-
-    fn parts(&self) -> &Parts {
-        &self.parts
     }
 
     fn with_word<R>(
@@ -599,7 +572,6 @@ impl Bare for SnapshotSlots {
 
 /// **once-slots**: the same slots in one fixed array.
 struct OnceSlots {
-    parts: Parts,
     slots: Arc<[OnceSlot]>,
     inserts: Mutex<()>,
 }
@@ -607,16 +579,11 @@ struct OnceSlots {
 impl Bare for OnceSlots {
     const LABEL: &'static str = "once-slots";
 
-    fn new(parts: Parts) -> Self {
+    fn new(_: &RandomState) -> Self {
         OnceSlots {
-            parts,
             slots: empty_slots(SLOTS),
             inserts: Mutex::new(()),
         }
-    }
-
-    fn parts(&self) -> &Parts {
-        &self.parts
     }
 
     fn with_word<R>(
@@ -637,20 +604,15 @@ impl Bare for OnceSlots {
 /// **atomic-slots**: (key + 1, word) pairs of atomics, a key claimed by compare-and-swap.
 /// 16-byte slots, twice as many as the other slot tables': 4 MiB.
 struct AtomicSlots {
-    parts: Parts,
     slots: Box<[(AtomicU64, AtomicU64)]>,
 }
 
 impl Bare for AtomicSlots {
     const LABEL: &'static str = "atomic-slots";
 
-    fn new(parts: Parts) -> Self {
+    fn new(_: &RandomState) -> Self {
         let slots = (0..2 * SLOTS).map(|_| Default::default()).collect();
-        AtomicSlots { parts, slots }
-    }
-
-    fn parts(&self) -> &Parts {
-        &self.parts
+        AtomicSlots { slots }
     }
 
     fn with_word<R>(
@@ -690,7 +652,7 @@ impl Bare for AtomicSlots {
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = criterion_config();
     targets = tables_agree_with_ours, ceilings
 }
 criterion_main!(benches);

@@ -12,7 +12,7 @@
 //! **gate** (99 status checks to 1 crash over 1,000 keys) and **churn** (fresh keys inserted,
 //! crashed again, removed by a success).
 //!
-//! How: threads are started once per bench and wait at a barrier ([`workloads::Workers`]);
+//! How: threads are started once per bench and wait at a barrier (`workloads/workers.rs`);
 //! `iter_custom` times a round in which every thread runs criterion's iteration count of steps.
 //! Keys and instants come from tables precomputed per thread, never from `Instant::now()` or a
 //! PRNG inside the timed region. Before anything is timed, the baselines are checked to answer
@@ -26,30 +26,18 @@
 mod stores;
 mod workloads;
 
-use std::time::Duration;
-
 use backend_recovery::BackendRecoveryState;
-use criterion::measurement::WallTime;
-use criterion::{
-    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
-};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use stores::{DashMapEntryStore, Key, MutexStore, OursWithoutMetrics, Store};
-use workloads::{Answer, Workers, Workload, answers, assert_agree, lifecycle};
+use workloads::{Answer, Workload, answers, assert_agree, bench, criterion_config, lifecycle};
 
 /// Thread counts of the matrix; 8 oversubscribes a 2-core machine, where a global lock convoys.
 const THREADS: [usize; 4] = [1, 2, 4, 8];
 
-/// 5 workloads x 4 thread counts x 3 stores = 60 benches of about 4.5 s each: under 5 minutes
-/// for the matrix on 2 cores. `--test` runs each bench once instead, in about a second in all.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(20)
-        // The chart comes from `benches/chart.py`; criterion's own plots would double the run.
-        .without_plots()
-}
+// 5 workloads x 4 thread counts x 3 stores = 60 benches of about 4.5 s each
+// (`workloads::criterion_config`): under 5 minutes for the matrix on 2 cores. `--test` runs each
+// bench once instead, in about a second in all.
 
 fn throughput(c: &mut Criterion) {
     for workload in Workload::ALL {
@@ -83,17 +71,6 @@ fn metrics_overhead(c: &mut Criterion) {
         }
         group.finish();
     }
-}
-
-/// One cell of the matrix: `S` under `workload` on `threads` threads.
-fn bench<S: Store>(group: &mut BenchmarkGroup<'_, WallTime>, workload: Workload, threads: usize) {
-    // Started on first use, so that benches filtered out on the command line cost nothing, and
-    // kept across warm-up and samples: the store's state evolves as one long run.
-    let mut workers = None;
-    group.bench_function(BenchmarkId::new(S::NAME, threads), |b| {
-        let workers = workers.get_or_insert_with(|| Workers::start::<S>(workload, threads));
-        b.iter_custom(|steps| workers.time(steps));
-    });
 }
 
 /// Not a bench: checks, before any is timed, that on one thread the baselines answer three
@@ -162,7 +139,7 @@ fn mix(answers: &[Answer]) -> String {
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = criterion_config();
     targets = baselines_agree_with_ours, throughput, metrics_overhead
 }
 criterion_main!(benches);

@@ -25,7 +25,7 @@ use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRe
 use crate::stores::{Key, Store};
 use sequence::{Clock, SplitMix64};
 
-pub(crate) use workers::Workers;
+pub(crate) use workers::{bench, criterion_config};
 
 /// Steps between two instants of a lane's clock: a coarse clock, as a broker reading the time
 /// once per batch of events would have.

@@ -12,6 +12,9 @@ use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+
 use super::{Workload, policy};
 use crate::stores::Store;
 
@@ -86,4 +89,29 @@ impl Drop for Workers {
             let _ = handle.join();
         }
     }
+}
+
+/// The criterion settings of the throughput and ceilings benches: about 4.5 s per bench. The
+/// chart comes from `benches/chart.py`; criterion's own plots would double the run.
+pub(crate) fn criterion_config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
+        .without_plots()
+}
+
+/// One bench: `S` under `workload` on `threads` threads, named `<S::NAME>/<threads>` in `group`.
+pub(crate) fn bench<S: Store>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    workload: Workload,
+    threads: usize,
+) {
+    // Started on first use, so that benches filtered out on the command line cost nothing, and
+    // kept across warm-up and samples: the store's state evolves as one long run.
+    let mut workers = None;
+    group.bench_function(BenchmarkId::new(S::NAME, threads), |b| {
+        let workers = workers.get_or_insert_with(|| Workers::start::<S>(workload, threads));
+        b.iter_custom(|steps| workers.time(steps));
+    });
 }
