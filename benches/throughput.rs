@@ -16,7 +16,8 @@
 //! `iter_custom` times a round in which every thread runs criterion's iteration count of steps.
 //! Keys and instants come from tables precomputed per thread, never from `Instant::now()` or a
 //! PRNG inside the timed region. Before anything is timed, the baselines are checked to answer
-//! every workload exactly as ours does on one thread, so the three do the same work.
+//! every workload, and a short sequence of successes and purges, exactly as ours does on one
+//! thread, so the three do the same work.
 //!
 //! Run the matrix with `cargo bench --bench throughput` (a few minutes on 2 cores), a smoke run
 //! with `cargo bench --bench throughput -- --test`, then `python3 benches/chart.py` for
@@ -35,10 +36,9 @@ use workloads::{Answer, Workload, answers, assert_agree, bench, criterion_config
 /// Thread counts of the matrix; 8 oversubscribes a 2-core machine, where a global lock convoys.
 const THREADS: [usize; 4] = [1, 2, 4, 8];
 
-// 5 workloads x 4 thread counts x 3 stores = 60 benches of about 4.5 s each
-// (`workloads::criterion_config`): under 5 minutes for the matrix on 2 cores. `--test` runs each
-// bench once instead, in about a second in all.
-
+/// The matrix: 5 workloads x 4 thread counts x 3 stores = 60 benches of about 4.5 s each
+/// (`workloads::criterion_config`), under 5 minutes on 2 cores (and `metrics_overhead`'s 8 more).
+/// `--test` runs each bench once instead, in about a second in all.
 fn throughput(c: &mut Criterion) {
     for workload in Workload::ALL {
         let mut group = c.benchmark_group(workload.name());
