@@ -12,7 +12,8 @@
 //! page has what 8 MiB did):
 //!
 //! - **sharded-table**: the shape of ours' table (256 shards, each a hashbrown table behind a
-//!   reader-writer lock) with nothing of ours' crash path around it, at hashbrown's own size;
+//!   reader-writer lock, entries of ours' size) with nothing of ours' crash path around it, at
+//!   hashbrown's own size;
 //! - **locked-buckets**: a reader-writer lock per bucket instead of per shard, the lock word in
 //!   the same cache line as the bucket's three entries, so a crash takes one line, not a shard
 //!   lock's line and then the entry's;
