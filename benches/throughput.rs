@@ -79,30 +79,19 @@ fn metrics_overhead(c: &mut Criterion) {
 fn baselines_agree_with_ours(_: &mut Criterion) {
     for workload in Workload::ALL {
         let ours = answers::<BackendRecoveryState<Key>>(workload);
-        assert_agree(
-            MutexStore::NAME,
-            workload.name(),
-            &ours,
-            &answers::<MutexStore>(workload),
-        );
-        let theirs = answers::<DashMapEntryStore>(workload);
-        assert_agree(DashMapEntryStore::NAME, workload.name(), &ours, &theirs);
+        let (mutex, dashmap) = (answers::<MutexStore>, answers::<DashMapEntryStore>);
+        agree(workload.name(), &ours, &mutex(workload), &dashmap(workload));
         eprintln!("{:<13} answers: {}", workload.name(), mix(&ours));
     }
     let ours = lifecycle::<BackendRecoveryState<Key>>();
-    assert_agree(
-        MutexStore::NAME,
-        "successes and purges",
-        &ours,
-        &lifecycle::<MutexStore>(),
-    );
-    let theirs = lifecycle::<DashMapEntryStore>();
-    assert_agree(
-        DashMapEntryStore::NAME,
-        "successes and purges",
-        &ours,
-        &theirs,
-    );
+    let (mutex, dashmap) = (lifecycle::<MutexStore>(), lifecycle::<DashMapEntryStore>());
+    agree("successes and purges", &ours, &mutex, &dashmap);
+}
+
+/// Both baselines' answers to `what` against ours.
+fn agree(what: &str, ours: &[Answer], mutex: &[Answer], dashmap: &[Answer]) {
+    assert_agree(MutexStore::NAME, what, ours, mutex);
+    assert_agree(DashMapEntryStore::NAME, what, ours, dashmap);
 }
 
 /// Shares of each kind of answer, e.g. `retry 33%, refuse 67%`.

@@ -18,8 +18,8 @@
 //! shared word (under the write guard, once per entry) and cached. Keys met a few times (a new
 //! backend's first crashes, a check of a key about to be forgotten) and keys spread too thinly
 //! to recur (100,000 backends crashing at random) cost a probe of the cache (none while it is
-//! empty) and one store in the filter, no more. A key without an entry is never cached: a negative entry would go
-//! stale on the next insert.
+//! empty) and one store in the filter, no more. A key without an entry is never cached: a
+//! negative entry would go stale on the next insert.
 //!
 //! Memory: at most [`CAPACITY`] cells per thread and state; a full cache is cleared and
 //! refilled. A cached removed cell keeps its word allocated until the thread meets that key
