@@ -365,18 +365,18 @@ fn next_slot(index: usize, probes: &mut usize, len: usize) -> usize {
 
 /// **sharded-table**: the shape of ours' table, bare: 256 shards, each a hashbrown table behind a
 /// reader-writer lock, the shard picked by the same bits as ours, entries of ours' size. Its
-/// size is hashbrown's own (about 3 MiB here, by its load factor). What ours' table costs
+/// size is hashbrown's own (about 2 MiB here, by its load factor). What ours' table costs
 /// without ours' crash path around it.
 struct ShardedTable {
     shards: Box<[CachePadded<Shard>]>,
     hasher: RandomState,
 }
 
-/// An entry as large as ours' (key, `Cell`): 24 bytes. The box is never used; ours' cells keep
-/// one for a cached or incarnation-reporting key, which uniform-100k has none of.
-type Entry = (Key, AtomicU64, Option<Box<u64>>);
+/// An entry as large as ours' plain ones (key, `Cell`): 16 bytes. Ours' second table, of rich
+/// cells, stays empty in uniform-100k.
+type Entry = (Key, AtomicU64);
 type Shard = RwLock<HashTable<Entry>>;
-const _: () = assert!(std::mem::size_of::<Entry>() == 24);
+const _: () = assert!(std::mem::size_of::<Entry>() == 16);
 
 impl Bare for ShardedTable {
     const LABEL: &'static str = "sharded-table";
@@ -399,24 +399,24 @@ impl Bare for ShardedTable {
         f: impl FnOnce(&AtomicU64) -> R,
     ) -> Option<R> {
         let shard = &self.shards[((hash << 7) >> 56) as usize];
-        let eq = |(stored, _, _): &Entry| *stored == key;
-        if let Some((_, word, _)) = shard.read().find(hash, eq) {
+        let eq = |(stored, _): &Entry| *stored == key;
+        if let Some((_, word)) = shard.read().find(hash, eq) {
             return Some(f(word));
         }
         if !insert {
             return None;
         }
         let mut entries = shard.write();
-        let rehash = |(stored, _, _): &Entry| self.hasher.hash_one(stored);
+        let rehash = |(stored, _): &Entry| self.hasher.hash_one(stored);
         let entry = entries
             .entry(hash, eq, rehash)
-            .or_insert_with(|| (key, AtomicU64::new(0), None));
+            .or_insert_with(|| (key, AtomicU64::new(0)));
         Some(f(&entry.get().1))
     }
 
     fn for_each_word(&self, mut f: impl FnMut(&AtomicU64)) {
         for shard in self.shards.iter() {
-            shard.read().iter().for_each(|(_, word, _)| f(word));
+            shard.read().iter().for_each(|(_, word)| f(word));
         }
     }
 }

@@ -9,7 +9,7 @@
 //! changes) a compare-and-swap, of memory that only that key's crashes and removal write.
 //!
 //! How a stale entry is caught: a cell removed from the table is marked, in its word, under the
-//! write guard that removes it ([`Cell::retire`](crate::cell::Cell::retire)); a cached crash's
+//! write guard that removes it ([`RichCell::retire`](crate::cell::RichCell::retire)); a cached crash's
 //! compare-and-swap then fails, and a thread that finds the mark drops the entry and looks the
 //! key up in the table again. See [`Shared::load_live`] and loom model 12.
 //!
@@ -239,7 +239,8 @@ impl<K: Eq + Send> ReadCache<K> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::cell::{Cell, Word};
+    use crate::cell::{Cell, RichCell, Word};
+    use crate::table::Form;
 
     /// The keys this thread's cache holds.
     fn cached<K: Eq + Send + Clone>(cache: &ReadCache<K>) -> Vec<K> {
@@ -261,12 +262,12 @@ mod tests {
     #[test]
     fn a_cached_cell_reads_until_retired_then_is_dropped() {
         let cache = ReadCache::<usize>::new();
-        let mut cell = Cell::vacant();
+        let mut cell = RichCell::from(Cell::vacant());
         assert_eq!(load(&cache, 1), None, "nothing cached yet");
-        cache.insert(hash(1), 1, cell.promote());
+        cache.insert(hash(1), 1, cell.shared());
         assert_eq!(load(&cache, 1), Some(Word::VACANT));
         assert_eq!(load(&cache, 8), None, "same hash, other key");
-        cell.retire();
+        Form::Rich(&mut cell).retire();
         assert_eq!(load(&cache, 1), None, "a retired cell is not read");
         assert!(cached(&cache).is_empty(), "the retired cell is dropped");
     }
@@ -290,20 +291,20 @@ mod tests {
     #[test]
     fn a_full_cache_starts_over() {
         let cache = ReadCache::<usize>::new();
-        let mut cell = Cell::vacant();
+        let cell = RichCell::from(Cell::vacant());
         for key in 0..CAPACITY {
-            cache.insert(hash(key), key, cell.promote());
+            cache.insert(hash(key), key, cell.shared());
         }
         assert_eq!(cached(&cache).len(), CAPACITY);
-        cache.insert(hash(CAPACITY), CAPACITY, cell.promote());
+        cache.insert(hash(CAPACITY), CAPACITY, cell.shared());
         assert_eq!(cached(&cache), [CAPACITY], "cleared, then the new key");
     }
 
     #[test]
     fn threads_keep_their_own_entries() {
         let cache = ReadCache::<usize>::new();
-        let mut cell = Cell::vacant();
-        cache.insert(hash(1), 1, cell.promote());
+        let cell = RichCell::from(Cell::vacant());
+        cache.insert(hash(1), 1, cell.shared());
         std::thread::scope(|scope| {
             scope.spawn(|| assert_eq!(load(&cache, 1), None));
         });

@@ -20,9 +20,11 @@
 //! A window is closed once `now - window_start >= budget_window`; a `now` before the window
 //! start counts as zero elapsed, as in the spec.
 //!
-//! Beside its word, a cell remembers the last crash report counted by incarnation (see
-//! [`Cell::report_crash`]). That part is not atomic: it is reached only through `&mut Cell`,
-//! that is under the table's write guard, so the type system keeps it exclusive.
+//! Most cells are the word alone ([`Cell`]). The few that need more ([`RichCell`]: one a thread
+//! caches, one that remembers the last crash report counted by incarnation, see
+//! [`RichCell::report_crash`]) live in a second table of their shard. The report is not
+//! atomic: it is reached only through `&mut RichCell`, that is under the table's write guard,
+//! so the type system keeps it exclusive.
 
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use crate::decision::{
 };
 use crate::epoch::{MAX_TICK, TICK_BITS};
 use crate::policy::{BackendRecoveryPolicy, MAX_RETRIES_PER_WINDOW};
+use crate::table::Form;
 use std::sync::Arc;
 
 use crate::sync::{AtomicU64, Ordering};
@@ -95,7 +98,7 @@ impl Word {
     /// Whether a crash may update this word without the table's write guard: not the mark of
     /// a removed cell (it takes no more crashes), and not a word with no crash counted, vacant
     /// (only ever seen under the write guard that inserts it) or a tombstone (see
-    /// [`Cell::forget_crashes`]): reviving a tombstone may open a window earlier than its
+    /// [`CellMut::forget_crashes`]): reviving a tombstone may open a window earlier than its
     /// shard's purge bound, which only the write guard may lower (see `Table::retain`).
     #[inline]
     pub(crate) fn updatable_without_write_guard(self) -> bool {
@@ -228,48 +231,54 @@ pub(crate) fn status(
     }
 }
 
-/// The word of a cell removed from the table (see [`Cell::retire`]): every crash bit set and a
+/// The word of a cell removed from the table (see [`RichCell::retire`]): every crash bit set and a
 /// window start past [`MAX_TICK`], so no live word can equal it.
 pub(crate) const RETIRED: Word = Word(u64::MAX);
 const _: () = assert!((MAX_TICK << CRASH_BITS) | CRASH_MASK != RETIRED.0);
 #[cfg(not(loom))]
 const _: () = assert!(
-    std::mem::size_of::<Cell>() == 16,
-    "a cell is a word and a pointer"
+    std::mem::size_of::<Cell>() == 8,
+    "a plain cell is its word alone"
 );
 
-/// A [`Word`] that many threads update at once.
+/// A [`Word`] that many threads update at once: a backend's cell as most entries keep it.
 ///
 /// Orderings: the word is the whole state of its backend and publishes no other memory, so
 /// coherence of this one location is all the protocol needs and `Relaxed` suffices. The cell's
 /// creation is ordered by the table's shard locks; its removal by the [`RETIRED`] mark, which
 /// is part of the word.
 ///
-/// Where the word lives: inline, until a thread wants to cache the cell; then
-/// ([`Cell::promote`]) in a [`Shared`] behind an [`Arc`], so that a thread's read cache
-/// (`cache.rs`) can keep reading and updating it after the table's guard is gone. Inline first
-/// because the extra allocation and pointer cost the crash path a cache miss per call when keys
-/// are many (uniform-100k ran at half speed with every word behind an `Arc`), and only keys a
-/// thread meets again and again are worth caching.
+/// Why the word alone: a table entry is a key and a cell, and the fewer bytes it takes, the
+/// fewer cache lines and pages 100,000 backends span. With 8-byte keys, a 16-byte entry ran
+/// uniform-100k at 2 threads at a median 4.03x the mutex against 2.34x with 24 bytes, in the
+/// same runs of a bare table (`docs/throughput-investigation.md`). What a few cells need beyond
+/// the word lives in a [`RichCell`], in the shard's second table (`table.rs`).
 pub(crate) struct Cell {
-    /// The word while it has no shared home (see [`Extra::shared`]); unused after.
     word: AtomicU64,
-    /// Boxed, and `None` for most cells: most keys are never cached nor reported by
-    /// incarnation, and a 16-byte cell keeps the map dense (24 bytes cost uniform-100k a
-    /// measurable share of its speed).
-    extra: Option<Box<Extra>>,
 }
 
-/// What a few cells have beyond their word.
-#[derive(Default)]
-struct Extra {
-    /// The word's home once a thread caches the cell ([`Cell::promote`]).
-    shared: Option<Arc<Shared>>,
-    /// The last crash counted by incarnation ([`Cell::report_crash`]).
-    last_report: Option<CountedReport>,
+/// A cell that needs more than its word: one a thread caches, or one that remembers a crash
+/// reported by incarnation. A plain [`Cell`] becomes rich under the write guard (`From`), and
+/// stays rich until its entry is removed.
+///
+/// Its word lives in a [`Shared`] behind an [`Arc`], so that a thread's read cache
+/// (`cache.rs`) can keep reading and updating it after the table's guard is gone. Only rich
+/// cells have that extra allocation and pointer: with every word behind an `Arc`, uniform-100k
+/// ran at half speed.
+pub(crate) struct RichCell {
+    shared: Arc<Shared>,
+    /// The last crash counted by incarnation ([`RichCell::report_crash`]). Boxed: most rich
+    /// cells are cached ones, which never have it.
+    last_report: Option<Box<CountedReport>>,
 }
 
-/// The word of a promoted [`Cell`], which may outlive the cell's entry in the table.
+/// A cell in the table, in either form, as a read guard sees it.
+pub(crate) type CellRef<'a> = Form<&'a Cell, &'a RichCell>;
+
+/// A cell in the table, in either form, under the write guard.
+pub(crate) type CellMut<'a> = Form<&'a mut Cell, &'a mut RichCell>;
+
+/// The word of a [`RichCell`], which may outlive the cell's entry in the table.
 ///
 /// std's `Arc` even under loom: the models check the word, a loom atomic; the reference count
 /// decides only when memory is freed, which no answer depends on.
@@ -292,7 +301,7 @@ impl Shared {
         (word != RETIRED).then_some(word)
     }
 
-    /// Applies `transition` by compare-and-swap, as [`Cell::update`], unless the word may not
+    /// Applies `transition` by compare-and-swap, as [`CellRef::update`], unless the word may not
     /// be updated without the write guard (`None`; see [`Word::updatable_without_write_guard`]).
     /// A removal's mark makes a racing compare-and-swap fail.
     #[inline]
@@ -368,20 +377,6 @@ impl Cell {
     pub(crate) fn vacant() -> Self {
         Cell {
             word: AtomicU64::new(Word::VACANT.0),
-            extra: None,
-        }
-    }
-
-    /// The atomic that holds the word now. Which one can change only through `&mut self`
-    /// ([`promote`](Self::promote)), that is under the write guard, never under a reader.
-    #[inline]
-    fn atomic(&self) -> &AtomicU64 {
-        match self.extra.as_deref() {
-            Some(Extra {
-                shared: Some(shared),
-                ..
-            }) => &shared.word,
-            _ => &self.word,
         }
     }
 
@@ -389,55 +384,45 @@ impl Cell {
     #[inline]
     pub(crate) fn load(&self) -> Word {
         // Relaxed: see the type's note on orderings.
-        Word(self.atomic().load(Ordering::Relaxed))
+        Word(self.word.load(Ordering::Relaxed))
+    }
+}
+
+impl From<Cell> for RichCell {
+    /// Moves the word into a [`Shared`]. By value, so under the write guard: the plain word is
+    /// updated only under a read guard, so the move loses nothing.
+    fn from(cell: Cell) -> Self {
+        RichCell {
+            shared: Arc::new(Shared {
+                word: AtomicU64::new(cell.load().0),
+            }),
+            last_report: None,
+        }
+    }
+}
+
+impl RichCell {
+    /// The current word.
+    #[inline]
+    pub(crate) fn load(&self) -> Word {
+        // Relaxed: see `Cell` on orderings.
+        Word(self.shared.word.load(Ordering::Relaxed))
     }
 
-    /// Another handle on the cell's word, for a thread's read cache, if the cell has been
-    /// [promoted](Self::promote).
-    pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
-        self.extra.as_ref()?.shared.clone()
-    }
-
-    /// Moves the word into a [`Shared`] that read caches can hold, if it is not there yet, and
-    /// returns a handle on it. Under the write guard (hence `&mut`): the inline word is updated
-    /// only under a read guard, so the move loses nothing.
-    pub(crate) fn promote(&mut self) -> Arc<Shared> {
-        let word = self.load();
-        let extra = self.extra.get_or_insert_with(Box::default);
-        Arc::clone(extra.shared.get_or_insert_with(|| {
-            Arc::new(Shared {
-                word: AtomicU64::new(word.0),
-            })
-        }))
+    /// Another handle on the cell's word, for a thread's read cache.
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Marks the cell removed by storing [`RETIRED`] in its word. Callers retire a cell under
     /// the write guard that removes it from the table, so no reader can find the cell, in the
     /// table or in a cache, after the removal without seeing the mark; a cached crash's
     /// compare-and-swap racing the removal either lands first (and is forgotten with the entry,
-    /// as a crash just before a success) or fails on the mark. (A cell never promoted is in no
-    /// cache: nothing to mark.)
+    /// as a crash just before a success) or fails on the mark. (A plain cell is in no cache:
+    /// nothing to mark.)
     pub(crate) fn retire(&mut self) {
-        if let Some(shared) = self.extra.as_ref().and_then(|extra| extra.shared.as_ref()) {
-            // Relaxed: see the type's note on orderings.
-            shared.word.store(RETIRED.0, Ordering::Relaxed);
-        }
-    }
-
-    /// Retires the cell if `expired` holds for its word, as one compare-and-swap, so that a
-    /// cached crash that reopens the window at the last moment keeps the entry instead of
-    /// being lost with it. Returns whether it retired the cell (the caller then removes it).
-    pub(crate) fn retire_if(&mut self, expired: impl Fn(Word) -> bool) -> bool {
-        let retired = update_word(self.atomic(), |_| (RETIRED, ()), expired);
-        retired.is_some()
-    }
-
-    /// Applies `transition` atomically and returns its answer for the word it was applied to
-    /// (see [`update_word`]).
-    #[inline]
-    pub(crate) fn update<R>(&self, transition: impl FnMut(Word) -> (Word, R)) -> R {
-        let answer = update_word(self.atomic(), transition, |_| true);
-        answer.expect("`usable` accepts every word")
+        // Relaxed: see `Cell` on orderings.
+        self.shared.word.store(RETIRED.0, Ordering::Relaxed);
     }
 
     /// Records a crash reported for `incarnation`, the backend's spawn generation, under the
@@ -454,24 +439,89 @@ impl Cell {
         policy: &BackendRecoveryPolicy,
         jitter_seed: u64,
     ) -> (BackendRecoveryDecision, bool) {
-        match self
-            .extra
-            .as_ref()
-            .and_then(|extra| extra.last_report.as_ref())
-        {
+        match self.last_report.as_deref() {
             Some(counted) if incarnation <= counted.incarnation => (counted.replay(now), true),
             _ => {
                 // A CAS, not a store: a crash through a read cache may race it (the write
                 // guard keeps out only the crashes that go through the table).
-                let decision = self.update(|word| crash(word, now, policy, jitter_seed));
-                self.extra.get_or_insert_with(Box::default).last_report = Some(CountedReport {
+                let decision =
+                    Form::Rich(&*self).update(|word| crash(word, now, policy, jitter_seed));
+                self.last_report = Some(Box::new(CountedReport {
                     incarnation,
                     at: now,
                     decision: decision.clone(),
-                });
+                }));
                 (decision, false)
             }
         }
+    }
+}
+
+impl<'a> CellRef<'a> {
+    /// The atomic that holds the word.
+    #[inline]
+    fn atomic(self) -> &'a AtomicU64 {
+        match self {
+            Form::Plain(cell) => &cell.word,
+            Form::Rich(rich) => &rich.shared.word,
+        }
+    }
+
+    /// The current word. A plain load: gate checks never write shared memory in the cell.
+    #[inline]
+    pub(crate) fn load(self) -> Word {
+        // Relaxed: see `Cell` on orderings.
+        Word(self.atomic().load(Ordering::Relaxed))
+    }
+
+    /// A handle on the cell's word for a thread's read cache, if the cell is rich.
+    pub(crate) fn shared(self) -> Option<Arc<Shared>> {
+        match self {
+            Form::Plain(_) => None,
+            Form::Rich(rich) => Some(rich.shared()),
+        }
+    }
+
+    /// Applies `transition` atomically and returns its answer for the word it was applied to
+    /// (see [`update_word`]).
+    #[inline]
+    pub(crate) fn update<R>(self, transition: impl FnMut(Word) -> (Word, R)) -> R {
+        let answer = update_word(self.atomic(), transition, |_| true);
+        answer.expect("`usable` accepts every word")
+    }
+
+    /// The bug the loom teeth model must catch: [`update`](Self::update) with a plain store
+    /// instead of the compare-and-swap, so two threads that loaded the same word both act on
+    /// it. Loom builds only; nothing but a state built `with_broken_cell_updates` calls it.
+    #[cfg(loom)]
+    pub(crate) fn update_without_cas<R>(self, transition: impl FnOnce(Word) -> (Word, R)) -> R {
+        store_without_cas(self.atomic(), self.load(), transition)
+    }
+}
+
+impl CellMut<'_> {
+    /// The same cell, read-only.
+    #[inline]
+    pub(crate) fn as_ref(&self) -> CellRef<'_> {
+        match self {
+            Form::Plain(cell) => Form::Plain(&**cell),
+            Form::Rich(rich) => Form::Rich(&**rich),
+        }
+    }
+
+    /// Marks the cell removed (see [`RichCell::retire`]).
+    pub(crate) fn retire(&mut self) {
+        if let Form::Rich(rich) = self {
+            rich.retire();
+        }
+    }
+
+    /// Retires the cell if `expired` holds for its word, as one compare-and-swap, so that a
+    /// cached crash that reopens the window at the last moment keeps the entry instead of
+    /// being lost with it. Returns whether it retired the cell (the caller then removes it).
+    pub(crate) fn retire_if(&mut self, expired: impl Fn(Word) -> bool) -> bool {
+        let retired = update_word(self.as_ref().atomic(), |_| (RETIRED, ()), expired);
+        retired.is_some()
     }
 
     /// Forgets the crashes after a verified success, under the shard's write guard. Returns
@@ -480,31 +530,29 @@ impl Cell {
     /// duplicate rather than a new crash. The tombstone decides like a missing key and expires
     /// with the window it stood for.
     pub(crate) fn forget_crashes(&mut self) -> bool {
-        if self
-            .extra
-            .as_ref()
-            .is_none_or(|extra| extra.last_report.is_none())
-        {
-            return true;
+        match self {
+            Form::Rich(rich) if rich.last_report.is_some() => {
+                // A compare-and-swap, not a store: a crash through a read cache may race it.
+                Form::Rich(&**rich).update(|word| (word.without_crashes(), ()));
+                false
+            }
+            _ => true,
         }
-        // A compare-and-swap, not a store: a crash through a read cache may race it.
-        self.update(|word| (word.without_crashes(), ()));
-        false
-    }
-
-    /// The bug the loom teeth model must catch: [`update`](Self::update) with a plain store
-    /// instead of the compare-and-swap, so two threads that loaded the same word both act on
-    /// it. Loom builds only; nothing but a state built `with_broken_cell_updates` calls it.
-    #[cfg(loom)]
-    pub(crate) fn update_without_cas<R>(&self, transition: impl FnOnce(Word) -> (Word, R)) -> R {
-        store_without_cas(self.atomic(), self.load(), transition)
     }
 }
 
+/// The window's start: an entry is purgeable once its window started long enough ago. Only a
+/// crash that revives a tombstone can move it earlier, and the state sends those to the write
+/// guard.
 impl crate::table::Purgeable for Cell {
-    /// The window's start: an entry is purgeable once its window started long enough ago.
-    /// Only a crash that revives a tombstone can move it earlier, and the state sends those to
-    /// the write guard.
+    #[inline]
+    fn purgeable_from(&self) -> u64 {
+        self.load().window_start()
+    }
+}
+
+/// As for [`Cell`].
+impl crate::table::Purgeable for RichCell {
     #[inline]
     fn purgeable_from(&self) -> u64 {
         self.load().window_start()
@@ -514,6 +562,15 @@ impl crate::table::Purgeable for Cell {
 impl std::fmt::Debug for Cell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Cell").field(&self.load()).finish()
+    }
+}
+
+impl std::fmt::Debug for RichCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RichCell")
+            .field("word", &self.load())
+            .field("last_report", &self.last_report)
+            .finish()
     }
 }
 
@@ -624,35 +681,66 @@ mod tests {
     fn cell_update_applies_the_transition() {
         let p = policy(75, 1_000);
         let cell = Cell::vacant();
-        assert!(cell.update(|w| crash(w, 0, &p, 0)).is_retry());
-        assert!(!cell.update(|w| crash(w, MS, &p, 0)).is_retry());
+        assert!(Form::Plain(&cell).update(|w| crash(w, 0, &p, 0)).is_retry());
+        assert!(
+            !Form::Plain(&cell)
+                .update(|w| crash(w, MS, &p, 0))
+                .is_retry()
+        );
         assert_eq!(cell.load().crashes(), 2);
     }
 
     #[test]
-    fn promotion_moves_the_word_and_later_updates_reach_every_handle() {
+    fn a_rich_cell_keeps_the_word_and_updates_reach_every_handle() {
         let p = policy(75, 1_000);
-        let mut cell = Cell::vacant();
-        assert!(cell.update(|w| crash(w, 0, &p, 0)).is_retry());
+        let cell = Cell::vacant();
+        assert!(Form::Plain(&cell).update(|w| crash(w, 0, &p, 0)).is_retry());
         assert!(
-            cell.shared().is_none(),
-            "not promoted before a gate check asks"
+            Form::Plain(&cell).shared().is_none(),
+            "a plain cell has no handle"
         );
         let before = cell.load();
-        let handle = cell.promote();
-        assert_eq!(handle.load_live(), Some(before), "promotion keeps the word");
+        let mut rich = RichCell::from(cell);
+        let handle = rich.shared();
+        assert_eq!(handle.load_live(), Some(before), "the move keeps the word");
         assert!(
-            Arc::ptr_eq(&handle, &cell.promote()),
-            "promoting twice is one home"
+            Arc::ptr_eq(&handle, &rich.shared()),
+            "one home for every handle"
         );
-        assert!(!cell.update(|w| crash(w, MS, &p, 0)).is_retry());
-        assert_eq!(cell.load().crashes(), 2);
+        assert!(!Form::Rich(&rich).update(|w| crash(w, MS, &p, 0)).is_retry());
+        assert_eq!(rich.load().crashes(), 2);
         assert_eq!(
             handle.load_live(),
-            Some(cell.load()),
+            Some(rich.load()),
             "the handle sees the update"
         );
-        cell.retire();
+        Form::Rich(&mut rich).retire();
         assert_eq!(handle.load_live(), None, "a retired cell reads as gone");
+    }
+
+    #[test]
+    fn only_a_cell_that_remembers_a_report_stays_as_a_tombstone() {
+        let p = policy(75, 1_000);
+        let mut plain = Cell::vacant();
+        Form::Plain(&plain).update(|w| crash(w, 0, &p, 0));
+        assert!(
+            Form::Plain(&mut plain).forget_crashes(),
+            "nothing to remember: removed"
+        );
+        let mut rich = RichCell::from(Cell::vacant());
+        assert!(
+            Form::Rich(&mut rich).forget_crashes(),
+            "cached only: removed"
+        );
+        let (first, duplicate) = rich.report_crash(7, 10 * MS, &p, 0);
+        assert!(first.is_retry() && !duplicate);
+        assert!(
+            !Form::Rich(&mut rich).forget_crashes(),
+            "kept as a tombstone"
+        );
+        assert_eq!(rich.load(), Word::new(10 * MS, 0));
+        let (replayed, duplicate) = rich.report_crash(7, 20 * MS, &p, 0);
+        assert!(duplicate, "incarnation 7 is still remembered");
+        assert_eq!(replayed.retry_after(), Duration::from_millis(65));
     }
 }

@@ -13,9 +13,10 @@
 //! - `key.rs`: the default key, a backend's identity;
 //! - `epoch.rs`: instants as nanosecond ticks since an epoch the state picks;
 //! - `cell.rs`: one backend's state as a packed 64-bit word, the pure transitions over it, and
-//!   the atomic cell that applies them by compare-and-swap;
-//! - `table.rs`: the sharded map of cells (hashbrown tables behind reader-writer locks) and its
-//!   lock discipline;
+//!   the atomic cell that applies them by compare-and-swap: the word alone for most backends,
+//!   a rich cell for the few a thread caches or that are reported by incarnation;
+//! - `table.rs`: the sharded map of cells (per shard, a table of plain cells and one of rich
+//!   cells, behind one reader-writer lock) and its lock discipline;
 //! - `cache.rs`: each thread's cache of the cells it meets often, read and updated without a
 //!   lock; a removed cell is marked in its word so cached copies notice;
 //! - `occupancy.rs`: the entry count, the optional cap, and when to purge by itself;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::ReadCache;
-use crate::cell::{self, Cell, Shared, Word};
+use crate::cell::{self, Cell, CellMut, CellRef, RichCell, Shared, Word};
 use crate::decision::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
@@ -86,7 +86,7 @@ use crate::table::Table;
 pub struct BackendRecoveryState<K: Send = BackendKey, S = RandomState> {
     policy: BackendRecoveryPolicy,
     epoch: Epoch,
-    cells: Table<K, Cell, S>,
+    cells: Table<K, Cell, RichCell, S>,
     /// Each thread's cells of the keys it checked, for gate checks without a guard.
     reads: ReadCache<K>,
     occupancy: Occupancy,
@@ -235,8 +235,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             // New key: insert under the write guard. Another thread may have inserted it since
             // the lookup; the upsert then updates that cell, so neither crash is lost.
             None => self
-                .upsert(hash, key, now, &mut |cell: &mut Cell| {
-                    self.update_cell(cell, crash)
+                .upsert(key, now, |key| {
+                    let update = |cell: CellMut<'_>| self.update_cell(cell.as_ref(), crash);
+                    self.cells.upsert(hash, key, || self.vacant(), update)
                 })
                 .unwrap_or_else(capacity_refusal),
         };
@@ -284,9 +285,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
         let hash = self.cells.hash_one(&key);
+        let report =
+            |cell: &mut RichCell| cell.report_crash(incarnation, now, &self.policy, jitter_seed);
         let (decision, duplicate) = self
-            .upsert(hash, key, now, &mut |cell: &mut Cell| {
-                cell.report_crash(incarnation, now, &self.policy, jitter_seed)
+            .upsert(key, now, |key| {
+                self.cells.upsert_rich(hash, key, || self.vacant(), report)
             })
             .unwrap_or_else(|retry_after| (capacity_refusal(retry_after), false));
         if duplicate {
@@ -305,16 +308,17 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.cells.remove_if(self.cells.hash_one(key), key, |cell| {
-            let remove = cell.forget_crashes();
-            if remove {
-                // Released under the write guard, so a crash that then finds the state full
-                // cannot have missed this removal.
-                self.occupancy.release(1);
-                self.retire(cell);
-            }
-            remove
-        });
+        self.cells
+            .remove_if(self.cells.hash_one(key), key, |mut cell| {
+                let remove = cell.forget_crashes();
+                if remove {
+                    // Released under the write guard, so a crash that then finds the state full
+                    // cannot have missed this removal.
+                    self.occupancy.release(1);
+                    self.retire(&mut cell);
+                }
+                remove
+            });
         self.metrics.add(Counter::Successes, 1);
     }
 
@@ -440,7 +444,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// break it, by the load-then-store the teeth model must catch).
     fn update_cell(
         &self,
-        cell: &Cell,
+        cell: CellRef<'_>,
         transition: impl FnMut(Word) -> (Word, BackendRecoveryDecision),
     ) -> BackendRecoveryDecision {
         #[cfg(loom)]
@@ -450,19 +454,17 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         cell.update(transition)
     }
 
-    /// Runs `apply` on `key`'s cell under the shard's write guard, inserting the key if needed.
-    /// A new key first reserves a place; if the state is full, it purges and tries once more,
-    /// and on failure returns the time until an entry can next be purged. After an insert, runs
-    /// the automatic purge if it is due.
+    /// Runs `upsert`, one of the table's write-guarded upserts of `key`, whose new cells come
+    /// from [`vacant`](Self::vacant). A new key first reserves a place; if the state is full,
+    /// it purges and tries once more, and on failure returns the time until an entry can next
+    /// be purged. After an insert, runs the automatic purge if it is due.
     fn upsert<R>(
         &self,
-        hash: u64,
         key: K,
         now: u64,
-        apply: &mut impl FnMut(&mut Cell) -> R,
+        mut upsert: impl FnMut(K) -> Result<(R, bool), K>,
     ) -> Result<R, Duration> {
-        let vacant = || self.occupancy.try_reserve().then(Cell::vacant);
-        let (answer, inserted) = match self.cells.upsert(hash, key, vacant, &mut *apply) {
+        let (answer, inserted) = match upsert(key) {
             Ok(done) => done,
             Err(key) => {
                 // Full. A purge that cannot free a place yet is skipped: scanning the whole
@@ -480,9 +482,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
                 let wait_ticks = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
                 self.occupancy
                     .no_purge_before(now.saturating_add(wait_ticks));
-                self.cells
-                    .upsert(hash, key, vacant, &mut *apply)
-                    .map_err(|_| wait)?
+                upsert(key).map_err(|_| wait)?
             }
         };
         if inserted {
@@ -498,6 +498,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             }
         }
         Ok(answer)
+    }
+
+    /// A new cell for an insert, if the state has room for one; reserves its place.
+    fn vacant(&self) -> Option<Cell> {
+        self.occupancy.try_reserve().then(Cell::vacant)
     }
 
     /// Automatic purges keep entries whose window started within two budget windows of `now`:
@@ -518,8 +523,8 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             Scan::Skip => now.checked_sub(age_ticks),
             Scan::All => Some(u64::MAX),
         };
-        let (removed, earliest) = self.cells.retain(cutoff, |_, cell| {
-            let expired = self.retire_if(cell, |word| cell::expired(word, now, age));
+        let (removed, earliest) = self.cells.retain(cutoff, |_, mut cell| {
+            let expired = self.retire_if(&mut cell, |word| cell::expired(word, now, age));
             if expired {
                 // Released under the shard's write guard, as in `record_success`.
                 self.occupancy.release(1);
@@ -533,7 +538,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     }
 
     /// Marks a cell being removed, under the write guard that removes it (see `cache.rs`).
-    fn retire(&self, cell: &mut Cell) {
+    fn retire(&self, cell: &mut CellMut<'_>) {
         #[cfg(loom)]
         if self.broken_retirement {
             return;
@@ -541,11 +546,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         cell.retire();
     }
 
-    /// Retires `cell` if `expired` holds for its word, atomically (see [`Cell::retire_if`]).
-    fn retire_if(&self, cell: &mut Cell, expired: impl Fn(Word) -> bool) -> bool {
+    /// Retires `cell` if `expired` holds for its word, atomically (see [`CellMut::retire_if`]).
+    fn retire_if(&self, cell: &mut CellMut<'_>, expired: impl Fn(Word) -> bool) -> bool {
         #[cfg(loom)]
         if self.broken_retirement {
-            return expired(cell.load());
+            return expired(cell.as_ref().load());
         }
         cell.retire_if(expired)
     }
@@ -556,7 +561,8 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// caches nothing this time rather than wait: a crash or a check never waits for an
     /// exclusive lock on a key the table holds.
     fn cache(&self, hash: u64, key: K, shared: Option<Arc<Shared>>) {
-        let shared = shared.or_else(|| self.cells.try_update::<K, _>(hash, &key, Cell::promote));
+        let shared =
+            shared.or_else(|| self.cells.try_update_rich(hash, &key, |rich| rich.shared()));
         if let Some(shared) = shared {
             self.reads.insert(hash, key, shared);
         }

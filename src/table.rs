@@ -4,20 +4,29 @@
 //! - [`Table::read`], [`Table::read_entry`] and [`Table::for_each`] run their closures under a
 //!   shard's **read** guard: lookups and cell updates by compare-and-swap, many threads at once,
 //!   even on one key;
-//! - [`Table::upsert`], [`Table::update`], [`Table::remove_if`] and [`Table::retain`] take a
-//!   shard's **write** guard and hand out `&mut V`: a removal can never race a CAS on the cell
-//!   it removes (no update is lost into a detached cell), and whatever a cell keeps outside its
-//!   atomic word is only ever touched exclusively;
+//! - [`Table::upsert`], [`Table::upsert_rich`], [`Table::try_update_rich`],
+//!   [`Table::remove_if`] and [`Table::retain`] take a shard's **write** guard and hand out
+//!   `&mut` values: a removal can never race a CAS on the cell it removes (no update is lost
+//!   into a detached cell), a value moves between the shard's two tables with no reader
+//!   looking, and whatever a cell keeps outside its atomic word is only ever touched
+//!   exclusively;
 //! - at most one guard is held at a time, which the closures enforce: each guard ends with its
 //!   call.
 //!
-//! Each shard is a `hashbrown::HashTable` behind a reader-writer lock (`parking_lot`'s; loom's
-//! under `--cfg loom`, so the models check this very code, with eight shards). Why not `DashMap`,
-//! which the crate used first: its API hashes the key again for every call, so a crash of a new
-//! key (a lookup under the read guard that misses, then the insert under the write guard) hashed
-//! it twice, and a purge had to lock every shard. Here callers hash once ([`Table::hash_one`])
-//! and pass the hash to every call, and each shard keeps a lower bound of when its entries
-//! become purgeable, so a purge skips the shards that hold nothing to purge.
+//! Two forms of value: each shard keeps its entries in two tables, `plain` for the values most
+//! keys keep all their life (a cell's word alone, so that the table stays dense) and `rich` for
+//! the few that need more (a cell a thread caches, or one that remembers an incarnation). A key
+//! is in exactly one of them; it moves from plain to rich, under the write guard, and never
+//! back. Lookups probe `plain` first, and `rich` only if it holds anything.
+//!
+//! A shard's two `hashbrown::HashTable`s are behind one reader-writer lock (`parking_lot`'s;
+//! loom's under `--cfg loom`, so the models check this very code, with eight shards). Why not
+//! `DashMap`, which the crate used first: its API hashes the key again for every call, so a
+//! crash of a new key (a lookup under the read guard that misses, then the insert under the
+//! write guard) hashed it twice, and a purge had to lock every shard; nor could it keep two
+//! forms of value under one lock. Here callers hash once ([`Table::hash_one`]) and pass the
+//! hash to every call, and each shard keeps a lower bound of when its entries become
+//! purgeable, so a purge skips the shards that hold nothing to purge.
 //! `docs/throughput-investigation.md` has the measurements.
 
 use std::borrow::Borrow;
@@ -54,9 +63,104 @@ pub(crate) trait Purgeable {
     fn purgeable_from(&self) -> u64;
 }
 
+/// A value in one of the table's two forms: `Plain`, the form most entries keep all their life
+/// (small, so the table stays dense), or `Rich`, the few that need more (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Form<P, R> {
+    Plain(P),
+    Rich(R),
+}
+
+impl<P, R> Form<&mut P, &mut R> {
+    /// A shorter-lived `&mut` of the same value, so that it can be used again after.
+    fn reborrow(&mut self) -> Form<&mut P, &mut R> {
+        match self {
+            Form::Plain(plain) => Form::Plain(&mut **plain),
+            Form::Rich(rich) => Form::Rich(&mut **rich),
+        }
+    }
+}
+
+impl<P: Purgeable, R: Purgeable> Purgeable for Form<&mut P, &mut R> {
+    fn purgeable_from(&self) -> u64 {
+        match self {
+            Form::Plain(plain) => plain.purgeable_from(),
+            Form::Rich(rich) => rich.purgeable_from(),
+        }
+    }
+}
+
+/// One shard's entries: each key is in exactly one of the two tables. A value moves from
+/// `plain` to `rich` (never back) under the write guard; see [`Table::upsert_rich`].
+struct Entries<K, P, R> {
+    plain: HashTable<(K, P)>,
+    rich: HashTable<(K, R)>,
+}
+
+impl<K, P, R> Entries<K, P, R> {
+    /// `key`'s entry in either table. Plain first: that is where most keys are; the rich table
+    /// is not probed while it is empty.
+    #[inline]
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<(&K, Form<&P, &R>)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if let Some((stored, plain)) = self.plain.find(hash, |(stored, _)| stored.borrow() == key) {
+            return Some((stored, Form::Plain(plain)));
+        }
+        if self.rich.is_empty() {
+            return None;
+        }
+        let found = self.rich.find(hash, |(stored, _)| stored.borrow() == key);
+        found.map(|(stored, rich)| (stored, Form::Rich(rich)))
+    }
+
+    /// As [`find`](Self::find), but mutable.
+    fn find_mut<Q>(&mut self, hash: u64, key: &Q) -> Option<Form<&mut P, &mut R>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let eq = |(stored, _): &(K, P)| stored.borrow() == key;
+        if let Some((_, plain)) = self.plain.find_mut(hash, eq) {
+            return Some(Form::Plain(plain));
+        }
+        let found = self
+            .rich
+            .find_mut(hash, |(stored, _)| stored.borrow() == key);
+        found.map(|(_, rich)| Form::Rich(rich))
+    }
+
+    /// `key`'s value in the rich form, moving it there first if it is plain; `None` if absent.
+    /// `rehash` is the table's hasher, which the rich table needs if it grows.
+    fn find_rich<Q>(&mut self, hash: u64, key: &Q, rehash: impl Fn(&K) -> u64) -> Option<&mut R>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        R: From<P>,
+    {
+        if let Ok(entry) = self
+            .plain
+            .find_entry(hash, |(stored, _)| stored.borrow() == key)
+        {
+            let ((stored, plain), _) = entry.remove();
+            let rich = (stored, R::from(plain));
+            let moved = self
+                .rich
+                .insert_unique(hash, rich, |(stored, _)| rehash(stored));
+            return Some(&mut moved.into_mut().1);
+        }
+        let found = self
+            .rich
+            .find_mut(hash, |(stored, _)| stored.borrow() == key);
+        found.map(|(_, rich)| rich)
+    }
+}
+
 /// One shard: its entries, and the earliest tick at which any of them may be purgeable.
-struct Shard<K, V> {
-    entries: RwLock<HashTable<(K, V)>>,
+struct Shard<K, P, R> {
+    entries: RwLock<Entries<K, P, R>>,
     /// A lower bound of the entries' [`Purgeable::purgeable_from`]: lowered by every insert or
     /// write-guarded update, reset by [`Table::retain`]; `u64::MAX` when the shard is empty.
     /// A removal leaves it as it is, possibly lower than need be, which costs a purge a scan of
@@ -65,18 +169,28 @@ struct Shard<K, V> {
     purgeable_from: AtomicU64,
 }
 
-/// A sharded map from keys to values that are updated in place through `&V`.
-pub(crate) struct Table<K, V, S> {
-    shards: Box<[CachePadded<Shard<K, V>>]>,
+/// A sharded map from keys to values that are updated in place through `&`, each value in one
+/// of two [`Form`]s: `P`, or `R` once it needs more.
+pub(crate) struct Table<K, P, R, S> {
+    shards: Box<[CachePadded<Shard<K, P, R>>]>,
     hasher: S,
 }
 
-impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
+impl<K, P, R, S> Table<K, P, R, S>
+where
+    K: Hash + Eq,
+    P: Purgeable,
+    R: Purgeable + From<P>,
+    S: BuildHasher,
+{
     pub(crate) fn with_hasher(hasher: S) -> Self {
         let shards = (0..SHARDS)
             .map(|_| {
                 CachePadded::new(Shard {
-                    entries: RwLock::new(HashTable::new()),
+                    entries: RwLock::new(Entries {
+                        plain: HashTable::new(),
+                        rich: HashTable::new(),
+                    }),
                     purgeable_from: AtomicU64::new(u64::MAX),
                 })
             })
@@ -94,14 +208,19 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
     /// from the top seven, so the shard comes from the bits just below those (as in dashmap):
     /// keys of one shard still differ in both.
     #[inline]
-    fn shard(&self, hash: u64) -> &Shard<K, V> {
+    fn shard(&self, hash: u64) -> &Shard<K, P, R> {
         let index = (hash << 7) >> (64 - SHARD_BITS);
         &self.shards[index as usize]
     }
 
     /// `f(value)` under the shard's read guard, or `None` if `key` is absent.
     #[inline]
-    pub(crate) fn read<Q, R>(&self, hash: u64, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    pub(crate) fn read<Q, T>(
+        &self,
+        hash: u64,
+        key: &Q,
+        f: impl for<'a> FnOnce(Form<&'a P, &'a R>) -> T,
+    ) -> Option<T>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -111,64 +230,65 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
 
     /// As [`read`](Self::read), with the stored key too.
     #[inline]
-    pub(crate) fn read_entry<Q, R>(
+    pub(crate) fn read_entry<Q, T>(
         &self,
         hash: u64,
         key: &Q,
-        f: impl FnOnce(&K, &V) -> R,
-    ) -> Option<R>
+        f: impl for<'a> FnOnce(&'a K, Form<&'a P, &'a R>) -> T,
+    ) -> Option<T>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let entries = self.shard(hash).entries.read();
         // The guard lives until the closure returns: a cell is never updated after its removal.
-        let found = entries.find(hash, |(stored, _)| stored.borrow() == key);
+        let found = entries.find(hash, key);
         found.map(|(stored, value)| f(stored, value))
     }
 
-    /// `f(value)` under the shard's write guard if it can be had without waiting; `None` if
-    /// it cannot, or if `key` is absent.
-    pub(crate) fn try_update<Q, R>(
+    /// `f` on `key`'s value in the rich form (moved there first if it is plain), under the
+    /// shard's write guard if it can be had without waiting; `None` if it cannot, or if `key`
+    /// is absent.
+    pub(crate) fn try_update_rich<Q, T>(
         &self,
         hash: u64,
         key: &Q,
-        f: impl FnOnce(&mut V) -> R,
-    ) -> Option<R>
+        f: impl FnOnce(&mut R) -> T,
+    ) -> Option<T>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let mut entries = self.shard(hash).entries.try_write()?;
-        let found = entries.find_mut(hash, |(stored, _)| stored.borrow() == key);
-        found.map(|(_, value)| f(value))
+        let rehash = |stored: &K| self.hasher.hash_one(stored);
+        entries.find_rich(hash, key, rehash).map(f)
     }
 
-    /// `f(value)` under the shard's write guard, inserting the value `vacant()` makes first if
-    /// `key` is absent; also says whether it inserted. If `vacant()` declines (`None`), nothing
-    /// is inserted and the key comes back. After `f`, the shard's purge bound is lowered to the
-    /// value's if that is earlier (see [`retain`](Self::retain)).
-    pub(crate) fn upsert<R>(
+    /// `f(value)` under the shard's write guard, inserting the plain value `vacant()` makes
+    /// first if `key` is absent; also says whether it inserted. If `vacant()` declines
+    /// (`None`), nothing is inserted and the key comes back. After `f`, the shard's purge bound
+    /// is lowered to the value's if that is earlier (see [`retain`](Self::retain)).
+    pub(crate) fn upsert<T>(
         &self,
         hash: u64,
         key: K,
-        vacant: impl FnOnce() -> Option<V>,
-        f: impl FnOnce(&mut V) -> R,
-    ) -> Result<(R, bool), K> {
+        vacant: impl FnOnce() -> Option<P>,
+        f: impl for<'a> FnOnce(Form<&'a mut P, &'a mut R>) -> T,
+    ) -> Result<(T, bool), K> {
         let shard = self.shard(hash);
         let mut entries = shard.entries.write();
-        let (value, inserted) = match entries.find_mut(hash, |(stored, _)| *stored == key) {
-            Some((_, value)) => (value, false),
+        let (mut value, inserted) = match entries.find_mut(hash, &key) {
+            Some(value) => (value, false),
             None => match vacant() {
                 Some(value) => {
-                    let hasher = |(stored, _): &(K, V)| self.hasher.hash_one(stored);
-                    let entry = entries.insert_unique(hash, (key, value), hasher);
-                    (&mut entry.into_mut().1, true)
+                    let hasher = |(stored, _): &(K, P)| self.hasher.hash_one(stored);
+                    let entry = entries.plain.insert_unique(hash, (key, value), hasher);
+                    (Form::Plain(&mut entry.into_mut().1), true)
                 }
                 None => return Err(key),
             },
         };
-        let answer = f(value);
+        let answer = f(value.reborrow());
         // Under the write guard, so no purge of this shard runs between the update and this.
         shard
             .purgeable_from
@@ -176,17 +296,62 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
         Ok((answer, inserted))
     }
 
+    /// As [`upsert`](Self::upsert), with the value in the rich form: a plain one is moved
+    /// there first, a new one is made rich from `vacant()`.
+    pub(crate) fn upsert_rich<T>(
+        &self,
+        hash: u64,
+        key: K,
+        vacant: impl FnOnce() -> Option<P>,
+        f: impl FnOnce(&mut R) -> T,
+    ) -> Result<(T, bool), K> {
+        let shard = self.shard(hash);
+        let mut entries = shard.entries.write();
+        let rehash = |stored: &K| self.hasher.hash_one(stored);
+        let (value, inserted) = match entries.find_rich(hash, &key, rehash) {
+            Some(value) => (value, false),
+            None => match vacant() {
+                Some(value) => {
+                    let hasher = |(stored, _): &(K, R)| self.hasher.hash_one(stored);
+                    let rich = (key, R::from(value));
+                    let entry = entries.rich.insert_unique(hash, rich, hasher);
+                    (&mut entry.into_mut().1, true)
+                }
+                None => return Err(key),
+            },
+        };
+        let answer = f(value);
+        // As in `upsert`.
+        shard
+            .purgeable_from
+            .fetch_min(value.purgeable_from(), Ordering::Relaxed);
+        Ok((answer, inserted))
+    }
+
     /// Under the shard's write guard, removes `key` if `f(value)` says so; `true` if removed.
-    pub(crate) fn remove_if<Q>(&self, hash: u64, key: &Q, f: impl FnOnce(&mut V) -> bool) -> bool
+    pub(crate) fn remove_if<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        f: impl for<'a> FnOnce(Form<&'a mut P, &'a mut R>) -> bool,
+    ) -> bool
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let mut entries = self.shard(hash).entries.write();
-        let Ok(mut entry) = entries.find_entry(hash, |(stored, _)| stored.borrow() == key) else {
+        let Entries { plain, rich } = &mut *entries;
+        if let Ok(mut entry) = plain.find_entry(hash, |(stored, _)| stored.borrow() == key) {
+            let remove = f(Form::Plain(&mut entry.get_mut().1));
+            if remove {
+                entry.remove();
+            }
+            return remove;
+        }
+        let Ok(mut entry) = rich.find_entry(hash, |(stored, _)| stored.borrow() == key) else {
             return false;
         };
-        let remove = f(&mut entry.get_mut().1);
+        let remove = f(Form::Rich(&mut entry.get_mut().1));
         if remove {
             entry.remove();
         }
@@ -209,7 +374,7 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
     pub(crate) fn retain(
         &self,
         cutoff: Option<u64>,
-        mut keep: impl FnMut(&K, &mut V) -> bool,
+        mut keep: impl for<'a> FnMut(&'a K, Form<&'a mut P, &'a mut R>) -> bool,
     ) -> (usize, u64) {
         let mut removed = 0;
         let mut earliest = u64::MAX;
@@ -220,16 +385,19 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
                 continue;
             }
             let mut entries = shard.entries.write();
-            let before = entries.len();
+            let Entries { plain, rich } = &mut *entries;
+            let before = plain.len() + rich.len();
             let mut survivors = u64::MAX;
-            entries.retain(|(key, value)| {
-                let kept = keep(key, value);
+            let mut keep = |key: &K, mut value: Form<&mut P, &mut R>| {
+                let kept = keep(key, value.reborrow());
                 if kept {
                     survivors = survivors.min(value.purgeable_from());
                 }
                 kept
-            });
-            removed += before - entries.len();
+            };
+            plain.retain(|(key, value)| keep(key, Form::Plain(value)));
+            rich.retain(|(key, value)| keep(key, Form::Rich(value)));
+            removed += before - (plain.len() + rich.len());
             shard.purgeable_from.store(survivors, Ordering::Relaxed);
             earliest = earliest.min(survivors);
         }
@@ -238,10 +406,14 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
 
     /// `f` on every entry, one shard's read guard at a time: each entry is read consistently,
     /// the whole is not one atomic cut.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+    pub(crate) fn for_each(&self, mut f: impl for<'a> FnMut(&'a K, Form<&'a P, &'a R>)) {
         for shard in self.shards.iter() {
-            for (key, value) in shard.entries.read().iter() {
-                f(key, value);
+            let entries = shard.entries.read();
+            for (key, value) in entries.plain.iter() {
+                f(key, Form::Plain(value));
+            }
+            for (key, value) in entries.rich.iter() {
+                f(key, Form::Rich(value));
             }
         }
     }
@@ -251,7 +423,10 @@ impl<K: Hash + Eq, V: Purgeable, S: BuildHasher> Table<K, V, S> {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.entries.read().len())
+            .map(|shard| {
+                let entries = shard.entries.read();
+                entries.plain.len() + entries.rich.len()
+            })
             .sum()
     }
 
