@@ -56,6 +56,46 @@ pub(crate) struct Word(u64);
 const CRASH_BITS: u32 = 64 - TICK_BITS;
 const CRASH_MASK: u64 = (1 << CRASH_BITS) - 1;
 
+/// A policy as the transitions apply it: the policy, and its budget window in ticks, computed
+/// once. Why: a crash compares the time since its window opened with the window; as
+/// `Duration`s, that built one from nanoseconds (a division) per crash, and uniform-100k's
+/// crashes are short enough for that to show (`docs/throughput-investigation.md`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    policy: BackendRecoveryPolicy,
+    /// The budget window in nanoseconds, or `u64::MAX` for a window at least that long: then no
+    /// tick difference (at most [`MAX_TICK`]) reaches it, as no `Duration` of one reaches the
+    /// window itself, so comparing ticks decides exactly as comparing durations.
+    window: u64,
+}
+
+impl Rules {
+    pub(crate) fn new(policy: BackendRecoveryPolicy) -> Self {
+        let window = u64::try_from(policy.budget_window.as_nanos()).unwrap_or(u64::MAX);
+        Rules { policy, window }
+    }
+
+    /// What is left of the window `elapsed` ticks after it opened; zero once it has closed.
+    #[inline]
+    fn remaining(&self, elapsed: u64) -> Duration {
+        if self.window == u64::MAX {
+            // Possibly longer than u64 nanoseconds: only `Duration` holds it.
+            self.budget_window
+                .saturating_sub(Duration::from_nanos(elapsed))
+        } else {
+            Duration::from_nanos(self.window.saturating_sub(elapsed))
+        }
+    }
+}
+
+impl std::ops::Deref for Rules {
+    type Target = BackendRecoveryPolicy;
+
+    fn deref(&self) -> &BackendRecoveryPolicy {
+        &self.policy
+    }
+}
+
 /// The largest crash count a word stores for `policy`; see [`Word`].
 #[inline]
 fn count_ceiling(policy: &BackendRecoveryPolicy) -> u32 {
@@ -111,12 +151,15 @@ impl Word {
         Word::new(self.window_start(), 0)
     }
 
-    /// `(window_start, crashes)` if a window is open at `now`; `None` if vacant or closed.
+    /// `(window_start, crashes, ticks elapsed since the start)` if a window is open at `now`;
+    /// `None` if vacant or closed.
     #[inline]
-    fn open_window(self, now: u64, policy: &BackendRecoveryPolicy) -> Option<(u64, u32)> {
+    fn open_window(self, now: u64, rules: &Rules) -> Option<(u64, u32, u64)> {
         let crashes = self.crashes();
         let start = self.window_start();
-        (crashes > 0 && elapsed(start, now) < policy.budget_window).then_some((start, crashes))
+        // Saturating: a `now` before the start counts as no time elapsed, as in the spec.
+        let elapsed = now.saturating_sub(start);
+        (crashes > 0 && elapsed < rules.window).then_some((start, crashes, elapsed))
     }
 }
 
@@ -142,12 +185,14 @@ fn elapsed(start: u64, now: u64) -> Duration {
 pub(crate) fn crash(
     word: Word,
     now: u64,
-    policy: &BackendRecoveryPolicy,
+    policy: &Rules,
     jitter_seed: u64,
 ) -> (Word, BackendRecoveryDecision) {
-    let (start, crashes) = match word.open_window(now, policy) {
-        Some((start, crashes)) => (start, (crashes + 1).min(count_ceiling(policy))),
-        None => (now, 1),
+    let (start, crashes, elapsed) = match word.open_window(now, policy) {
+        Some((start, crashes, elapsed)) => {
+            (start, (crashes + 1).min(count_ceiling(policy)), elapsed)
+        }
+        None => (now, 1, 0),
     };
     let decision = if crashes <= policy.retries_per_window {
         BackendRecoveryDecision::Retry {
@@ -157,7 +202,7 @@ pub(crate) fn crash(
     } else {
         BackendRecoveryDecision::Refuse {
             reason: BackendRecoveryRefusalReason::BackendUnavailable,
-            retry_after: policy.budget_window.saturating_sub(elapsed(start, now)),
+            retry_after: policy.remaining(elapsed),
         }
     };
     (Word::new(start, crashes), decision)
@@ -209,15 +254,11 @@ impl CountedReport {
 
 /// What a gate check at `now` reports for `word`, consistent with what [`crash`] would answer.
 #[inline]
-pub(crate) fn status(
-    word: Word,
-    now: u64,
-    policy: &BackendRecoveryPolicy,
-) -> BackendRecoveryStatus {
-    let Some((start, crashes)) = word.open_window(now, policy) else {
+pub(crate) fn status(word: Word, now: u64, policy: &Rules) -> BackendRecoveryStatus {
+    let Some((_, crashes, elapsed)) = word.open_window(now, policy) else {
         return BackendRecoveryStatus::Healthy;
     };
-    let remaining = policy.budget_window.saturating_sub(elapsed(start, now));
+    let remaining = policy.remaining(elapsed);
     if crashes <= policy.retries_per_window {
         BackendRecoveryStatus::Recovering {
             crashes_in_window: crashes,
@@ -436,7 +477,7 @@ impl RichCell {
         &mut self,
         incarnation: u64,
         now: u64,
-        policy: &BackendRecoveryPolicy,
+        policy: &Rules,
         jitter_seed: u64,
     ) -> (BackendRecoveryDecision, bool) {
         match self.last_report.as_deref() {
@@ -580,11 +621,11 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    fn policy(backoff_ms: u64, window_ms: u64) -> BackendRecoveryPolicy {
-        BackendRecoveryPolicy::new(
+    fn policy(backoff_ms: u64, window_ms: u64) -> Rules {
+        Rules::new(BackendRecoveryPolicy::new(
             Duration::from_millis(backoff_ms),
             Duration::from_millis(window_ms),
-        )
+        ))
     }
 
     fn refuse(retry_after: Duration) -> BackendRecoveryDecision {
@@ -670,11 +711,49 @@ mod tests {
 
     #[test]
     fn duration_max_policy_decides_without_panicking() {
-        let p = BackendRecoveryPolicy::new(Duration::MAX, Duration::MAX);
+        let p = Rules::new(BackendRecoveryPolicy::new(Duration::MAX, Duration::MAX));
         let (word, first) = crash(Word::VACANT, MAX_TICK, &p, 0);
         assert_eq!(first.retry_after(), Duration::MAX);
         let (_, second) = crash(word, 0, &p, 0);
         assert_eq!(second, refuse(Duration::MAX));
+    }
+
+    #[test]
+    fn windows_in_ticks_decide_as_durations_at_every_limit() {
+        let nanos = Duration::from_nanos;
+        let windows = [
+            nanos(1),
+            nanos(MAX_TICK - 1),
+            nanos(MAX_TICK),
+            nanos(MAX_TICK + 1),
+            nanos(u64::MAX - 1),
+            nanos(u64::MAX),
+            nanos(u64::MAX) + nanos(1),
+            Duration::MAX,
+        ];
+        for window in windows {
+            let rules = Rules::new(BackendRecoveryPolicy::new(Duration::MAX, window));
+            let (word, _) = crash(Word::VACANT, 1, &rules, 0);
+            for now in [0, 1, 2, MAX_TICK - 1, MAX_TICK] {
+                // The spec's rule, in `Duration`s.
+                let elapsed = nanos(now.saturating_sub(1));
+                let open = elapsed < window;
+                let expected = if open {
+                    BackendRecoveryStatus::Recovering {
+                        crashes_in_window: 1,
+                        window_remaining: window - elapsed,
+                    }
+                } else {
+                    BackendRecoveryStatus::Healthy
+                };
+                assert_eq!(status(word, now, &rules), expected, "{window:?} at {now}");
+                let (_, again) = crash(word, now, &rules, 0);
+                assert_eq!(again.is_retry(), !open, "{window:?} at {now}");
+                if open {
+                    assert_eq!(again, refuse(window - elapsed), "{window:?} at {now}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::ReadCache;
-use crate::cell::{self, Cell, CellMut, CellRef, RichCell, Shared, Word};
+use crate::cell::{self, Cell, CellMut, CellRef, RichCell, Rules, Shared, Word};
 use crate::decision::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
@@ -84,7 +84,8 @@ use crate::table::Table;
 /// assert!(state.is_empty());
 /// ```
 pub struct BackendRecoveryState<K: Send = BackendKey, S = RandomState> {
-    policy: BackendRecoveryPolicy,
+    /// The policy, normalized, with what the transitions precompute from it.
+    policy: Rules,
     epoch: Epoch,
     cells: Table<K, Cell, RichCell, S>,
     /// Each thread's cells of the keys it checked, for gate checks without a guard.
@@ -131,7 +132,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Empty state with the given policy and a hasher for the key map.
     pub fn with_policy_and_hasher(policy: BackendRecoveryPolicy, hasher: S) -> Self {
         BackendRecoveryState {
-            policy: policy.normalized(),
+            policy: Rules::new(policy.normalized()),
             epoch: Epoch::before(Instant::now()),
             cells: Table::with_hasher(hasher),
             reads: ReadCache::new(),
@@ -397,7 +398,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// The policy in force, with zero durations clamped.
     pub fn policy(&self) -> BackendRecoveryPolicy {
-        self.policy
+        *self.policy
     }
 
     /// The cap set by [`with_max_entries`](Self::with_max_entries), if any.
