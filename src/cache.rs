@@ -148,52 +148,6 @@ impl<K: Eq + Send> ReadCache<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.find(hash, key, f, true)
-    }
-
-    /// As [`lookup`](Self::lookup), without counting the lookup towards caching the key: the
-    /// filter is not touched (see [`admit`](Self::admit)).
-    #[inline]
-    pub(crate) fn probe<Q, R>(
-        &self,
-        hash: u64,
-        key: &Q,
-        f: impl FnOnce(&Shared) -> Option<R>,
-    ) -> Option<R>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        self.find(hash, key, f, false).ok()
-    }
-
-    /// Counts a lookup of `hash` in the table towards caching its key, and says whether the key
-    /// is now worth caching (see [`LOOKUPS_TO_ADMIT`]).
-    pub(crate) fn admit(&self, hash: u64) -> bool {
-        #[cfg(not(loom))]
-        let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
-            return false;
-        };
-        #[cfg(loom)]
-        let mut locals = self.locals();
-        #[cfg(loom)]
-        let local = locals.entry(loom::thread::current().id()).or_default();
-        local.admit(hash)
-    }
-
-    /// [`lookup`](Self::lookup), or with `count` false [`probe`](Self::probe).
-    #[inline]
-    fn find<Q, R>(
-        &self,
-        hash: u64,
-        key: &Q,
-        f: impl FnOnce(&Shared) -> Option<R>,
-        count: bool,
-    ) -> Result<R, bool>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
         let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
         #[cfg(not(loom))]
         {
@@ -217,7 +171,7 @@ impl<K: Eq + Send> ReadCache<K> {
                     }
                 }
             }
-            Err(count && local.admit(hash))
+            Err(local.admit(hash))
         }
         #[cfg(loom)]
         {
@@ -239,9 +193,6 @@ impl<K: Eq + Send> ReadCache<K> {
                         }
                     }
                 }
-            }
-            if !count {
-                return Err(false);
             }
             let mut locals = self.locals();
             Err(locals.entry(thread).or_default().admit(hash))

@@ -202,36 +202,34 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     pub fn record_crash(&self, key: K, now: Instant) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
-        // Whether the transition last applied left the word as it was: a crash of a backend
-        // already refused for the rest of its window, as in a crash storm.
-        let unchanged = std::cell::Cell::new(false);
-        let crash = |word| {
-            let (next, decision) = cell::crash(word, now, &self.policy, jitter_seed);
-            unchanged.set(next == word);
-            (next, decision)
-        };
+        let crash = |word| cell::crash(word, now, &self.policy, jitter_seed);
         let hash = self.cells.hash_one(&key);
         // A key this thread meets often: update its cached cell, no guard at all.
         let cached = self
             .reads
-            .probe(hash, &key, |shared| self.update_shared(shared, crash));
-        if let Some(decision) = cached {
-            self.count(&decision);
-            return decision;
-        }
+            .lookup(hash, &key, |shared| self.update_shared(shared, crash));
+        let admit = match cached {
+            Ok(decision) => {
+                self.count(&decision);
+                return decision;
+            }
+            Err(admit) => admit,
+        };
         // Known key: update its cell in place under the shard's read guard. Except a tombstone,
         // which goes to the write guard as in the cache (see `updatable_without_write_guard`).
         let known = self.cells.read(hash, &key, |cell| {
             let live = cell.load().updatable_without_write_guard();
-            live.then(|| self.update_cell(cell, crash))
+            // The shared word's handle only for a key about to be cached: cloning it is a
+            // read-modify-write of its reference count.
+            live.then(|| {
+                let shared = if admit { cell.shared() } else { None };
+                (self.update_cell(cell, crash), shared)
+            })
         });
         let decision = match known.flatten() {
-            Some(decision) => {
-                // Only a crash that changed nothing counts towards caching the key: through
-                // the cache, such a crash is one load. Crashes spread over many keys, which
-                // mostly change their word, then cost no write to the admission filter.
-                if unchanged.get() && self.reads.admit(hash) {
-                    self.cache(hash, key, None);
+            Some((decision, shared)) => {
+                if admit {
+                    self.cache(hash, key, shared);
                 }
                 decision
             }
@@ -729,71 +727,6 @@ mod tests {
             // A wait here means the cached check took the lock: fail by timeout, not hang.
             let cached = checked.recv_timeout(Duration::from_secs(60));
             assert_eq!(cached, Ok(recovering));
-        });
-    }
-
-    /// A thread caches a key whose crashes change nothing (a backend already refused for the
-    /// rest of its window, as in a crash storm) on the fourth such crash, and from then on
-    /// crashes it without the shard's lock: such a crash completes while another thread holds
-    /// the write guard. Crashes that change the word never cache it: as a control, a key that
-    /// opened a new window with each of its twenty crashes still waits for the guard.
-    #[test]
-    fn only_crashes_that_change_nothing_cache_a_key() {
-        let now = Instant::now();
-        let window = BackendRecoveryPolicy::default().budget_window;
-        let state = BackendRecoveryState::<u32>::new();
-        let state = &state;
-        std::thread::scope(|scope| {
-            // The worker crashes what it is sent, on one thread, so that its cache persists.
-            let (send, crashes) = mpsc::channel::<(u32, Instant)>();
-            let (done, decided) = mpsc::channel();
-            scope.spawn(move || {
-                for (key, at) in crashes {
-                    // The receiver is gone if a guarded crash timed out: ignore the send.
-                    done.send(state.record_crash(key, at)).ok();
-                }
-            });
-            let crash = |key: u32, at: Instant| {
-                send.send((key, at)).unwrap();
-                decided.recv().unwrap()
-            };
-            // Long enough for a crash that takes no lock; a wait for the guard times out.
-            let crash_under_write_guard = |key: u32, at: Instant| {
-                let guard = state.cells.hold_write_guard(&key);
-                send.send((key, at)).unwrap();
-                let completed = decided.recv_timeout(Duration::from_millis(200)).is_ok();
-                drop(guard);
-                if !completed {
-                    decided.recv().unwrap();
-                }
-                completed
-            };
-
-            for i in 0..20 {
-                assert!(
-                    crash(1, now + window * i).is_retry(),
-                    "a new window each time"
-                );
-            }
-            assert!(
-                !crash_under_write_guard(1, now + window * 20),
-                "a key whose crashes all changed its word was cached"
-            );
-
-            assert!(crash(2, now).is_retry());
-            assert!(!crash(2, now).is_retry(), "the retry is spent");
-            for _ in 0..3 {
-                assert!(!crash(2, now).is_retry());
-            }
-            assert!(
-                !crash_under_write_guard(2, now),
-                "cached after three crashes that changed nothing, not four"
-            );
-            assert!(
-                crash_under_write_guard(2, now),
-                "the fourth crash that changed nothing did not cache the key"
-            );
-            drop(send);
         });
     }
 

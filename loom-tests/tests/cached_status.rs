@@ -5,12 +5,10 @@
 //! through it without any guard (the crate's `cache.rs`). The handle outlives the table's guard,
 //! so a removal must *retire* the cell, under the write guard that removes it, or a thread would
 //! keep reading a cell the table no longer holds. Here the checking thread sets the key up with
-//! four crashes and then checks it three times, through the cache while the cached cell lasts,
-//! while another thread forgets the key (success, or a purge of its closed window) and a new
-//! crash inserts a new cell. Why four: only a crash that leaves the word unchanged counts
-//! towards caching a key, and under loom a key is cached on its second such lookup; the first
-//! two crashes open the window and spend its retry, the last two change nothing, and the
-//! fourth gives the cell a shared word and caches it. Once the checker has seen the other
+//! two crashes (under loom a key is cached on its second lookup, so the second gives its cell a
+//! shared word and caches it) and then checks it three times, through the cache while the
+//! cached cell lasts, while another thread forgets the key (success, or a purge of its closed
+//! window) and a new crash inserts a new cell. Once the checker has seen the other
 //! thread finish (a release/acquire flag, so "finished" is real-time order), its next check
 //! must see the new cell; and its checks never go back in time.
 #![cfg(loom)]
@@ -50,8 +48,8 @@ fn stage(status: &BackendRecoveryStatus) -> u8 {
     }
 }
 
-/// The model: the key crashed four times at `base` (unavailable, and cached here); the other
-/// thread forgets it and crashes it again at `at`; this thread checks it at `at` three times.
+/// The model: the key crashed twice at `base` (unavailable); the other thread forgets it and
+/// crashes it again at `at`; this thread checks it at `at` three times.
 fn model<S>(
     name: &str,
     forget: Forget,
@@ -62,7 +60,8 @@ fn model<S>(
     run_model(name, move || {
         let base = Instant::now();
         let state = Arc::new(make_state(model_policy()));
-        crash_until_cached(&state, base);
+        state.record_crash(KEY, base);
+        state.record_crash(KEY, base);
         // After a success the crash comes 100 ms into the old window; after a purge, when the
         // old window has closed. Either way the old entry reads `Unavailable` (or, purged at
         // its end, `Healthy`) and the new one `Recovering` with one crash.
@@ -158,9 +157,9 @@ fn teeth_unretired_cells_are_caught() {
 }
 
 /// Model 12, crashes: a thread crashing a key through its cached cell while another thread
-/// forgets the key and crashes it again. The key crashed four times at `base`, which caches it
-/// on this thread (see [`crash_until_cached`]); this thread crashes it three times at `at`
-/// (through the cache while the cached cell lasts); the other thread records a
+/// forgets the key and crashes it again. The key crashed once at `base` (its first lookup on
+/// this thread); this thread crashes it three times at `at` (the first caches its cell, the
+/// others go through the cache while the cached cell lasts); the other thread records a
 /// success, then a crash. Once this thread has seen the other finish, its third crash comes
 /// after the re-insertion, so it must be counted in the new entry: with one retry per window,
 /// the key ends `Unavailable`. A crash into the removed cell would leave the new entry at one
@@ -173,7 +172,7 @@ where
         let base = Instant::now();
         let at = base + Duration::from_millis(100);
         let state = Arc::new(make_state(model_policy()));
-        crash_until_cached(&state, base);
+        state.record_crash(KEY, base);
         let done = Arc::new(AtomicBool::new(false));
         let other = {
             let (state, done) = (Arc::clone(&state), Arc::clone(&done));
@@ -227,15 +226,6 @@ fn teeth_unretired_cells_lose_crashes() {
     });
 }
 
-/// Crashes `KEY` at `at` until this thread caches its cell: twice to open the window and spend
-/// its retry, then twice more, which change nothing (under loom, the second lookup that counts
-/// caches a key).
-fn crash_until_cached<S: BuildHasher + Clone>(state: &BackendRecoveryState<Key, S>, at: Instant) {
-    for _ in 0..4 {
-        state.record_crash(KEY, at);
-    }
-}
-
 /// Model 12, purge: a purge of the key's closed window racing a crash through the cached cell
 /// that reopens it. Crash first: the window reopens and the purge keeps the entry. Purge first:
 /// the cached cell is gone and the crash inserts the key again. Either way the crash is a first
@@ -249,7 +239,9 @@ where
         let base = Instant::now();
         let end = base + WINDOW;
         let state = Arc::new(make_state(model_policy()));
-        crash_until_cached(&state, base);
+        // Twice on this thread, so that its cell is cached here.
+        state.record_crash(KEY, base);
+        state.record_crash(KEY, base);
         let purger = {
             let state = Arc::clone(&state);
             loom::thread::spawn(move || state.purge_expired(end))
