@@ -9,13 +9,13 @@
 //! changes) a compare-and-swap, of memory that only that key's crashes and removal write.
 //!
 //! How a stale entry is caught: a cell removed from the table is marked, in its word, under the
-//! write guard that removes it ([`RichCell::retire`](crate::cell::RichCell::retire)); a cached crash's
-//! compare-and-swap then fails, and a thread that finds the mark drops the entry and looks the
-//! key up in the table again. See [`Shared::load_live`] and loom model 12.
+//! write guard that removes it ([`RichCell::retire`](crate::cell::RichCell::retire)); a cached
+//! crash's compare-and-swap then fails, and a thread that finds the mark drops the entry and
+//! looks the key up in the table again. See [`Shared::load_live`] and loom model 12.
 //!
 //! What gets cached: a key this thread looks up in the table [`LOOKUPS_TO_ADMIT`] times within
-//! a short while (a small filter of recent hashes, [`FILTER`]); its cell is then moved to a
-//! shared word (under the write guard, once per entry) and cached. Keys met a few times (a new
+//! a short while (a small filter of recent hashes, [`FILTER`]); its cell is then made rich, its
+//! word moved to a shared home (under the write guard, once per entry; `cell.rs`), and cached. Keys met a few times (a new
 //! backend's first crashes, a check of a key about to be forgotten) and keys spread too thinly
 //! to recur (100,000 backends crashing at random) cost a probe of the cache (none while it is
 //! empty) and one store in the filter, no more. A key without an entry is never cached: a
@@ -54,7 +54,7 @@ const FILTER: usize = 1024;
 /// another hash in between), after which its cell is cached. Why not two: a backend that is
 /// crashed, crashed again, checked once and forgotten (the churn bench's keys, met two or three
 /// times in their life, soon after each other when eight threads share the work) was cached on
-/// its second lookup; promoting and caching it cost more than those lookups (an eighth of
+/// its second lookup; making it rich and caching it cost more than those lookups (an eighth of
 /// churn's time at 8 threads under `perf`), and it was never read again. A key met four times
 /// in a short while (a crash storm, a backend every Hello checks) is worth caching. With 1,000
 /// keys in turn a key needs some twenty lookups to be cached (its slot survives the 1,000

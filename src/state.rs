@@ -620,7 +620,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackendRecoveryState")
-            .field("policy", &self.policy)
+            .field("policy", &*self.policy)
             .field("len", &self.len())
             .field("max_entries", &self.max_entries())
             .field("metrics", &self.metrics)

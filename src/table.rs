@@ -17,7 +17,8 @@
 //! keys keep all their life (a cell's word alone, so that the table stays dense) and `rich` for
 //! the few that need more (a cell a thread caches, or one that remembers an incarnation). A key
 //! is in exactly one of them; it moves from plain to rich, under the write guard, and never
-//! back. Lookups probe `plain` first, and `rich` only if it holds anything.
+//! back. Lookups under the read guard probe `plain` first, and `rich` only if it holds
+//! anything.
 //!
 //! A shard's two `hashbrown::HashTable`s are behind one reader-writer lock (`parking_lot`'s;
 //! loom's under `--cfg loom`, so the models check this very code, with eight shards). Why not
@@ -144,6 +145,9 @@ impl<K, P, R> Entries<K, P, R> {
             .plain
             .find_entry(hash, |(stored, _)| stored.borrow() == key)
         {
+            // Room first: were the rich table to grow after the removal and the caller's hasher
+            // to panic, the key would be lost.
+            self.rich.reserve(1, |(stored, _)| rehash(stored));
             let ((stored, plain), _) = entry.remove();
             let rich = (stored, R::from(plain));
             let moved = self
@@ -162,7 +166,9 @@ impl<K, P, R> Entries<K, P, R> {
 struct Shard<K, P, R> {
     entries: RwLock<Entries<K, P, R>>,
     /// A lower bound of the entries' [`Purgeable::purgeable_from`]: lowered by every insert or
-    /// write-guarded update, reset by [`Table::retain`]; `u64::MAX` when the shard is empty.
+    /// write-guarded update ([`Table::upsert`], [`Table::upsert_rich`]; a move to the rich table
+    /// alone, as in [`Table::try_update_rich`], keeps the value's word, so its bound), reset by
+    /// [`Table::retain`]; `u64::MAX` when the shard is empty.
     /// A removal leaves it as it is, possibly lower than need be, which costs a purge a scan of
     /// the shard, nothing more. (Recomputing it on removal was measured: it moved the cost
     /// from purges to removals, no gain.)
@@ -364,7 +370,8 @@ where
     /// skipped without taking their lock.
     ///
     /// Why skipping is sound: a shard's bound is reset here to the earliest tick of its
-    /// survivors and lowered by every insert or write-guarded update ([`upsert`](Self::upsert));
+    /// survivors and lowered by every insert or write-guarded update ([`upsert`](Self::upsert),
+    /// [`upsert_rich`](Self::upsert_rich));
     /// the one update that takes no write guard, a crash's compare-and-swap under the read
     /// guard, never moves an entry's window earlier (the state sends a crash that could, the
     /// revival of a tombstone, to the write guard). What a skipped shard does not show is an
@@ -441,5 +448,84 @@ where
     #[cfg(all(test, not(loom)))]
     pub(crate) fn hold_write_guard<Q: Hash + ?Sized>(&self, key: &Q) -> impl Sized + '_ {
         self.shard(self.hash_one(key)).entries.write()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::collections::hash_map::RandomState;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cell::{Cell, RichCell};
+
+    type Cells = Table<u32, Cell, RichCell, RandomState>;
+
+    fn insert(table: &Cells, key: u32) {
+        let hash = table.hash_one(&key);
+        let (_, inserted) = table
+            .upsert(hash, key, || Some(Cell::vacant()), |_| ())
+            .unwrap();
+        assert!(inserted);
+    }
+
+    fn is_rich(table: &Cells, key: u32) -> Option<bool> {
+        table.read(table.hash_one(&key), &key, |cell| {
+            matches!(cell, Form::Rich(_))
+        })
+    }
+
+    /// A key moves from the plain table to the rich one once, keeps one shared home however it
+    /// is reached afterwards, and is in exactly one table throughout.
+    #[test]
+    fn a_key_moves_to_the_rich_table_once_and_stays_there() {
+        let table = Cells::with_hasher(RandomState::new());
+        for key in 0..100 {
+            insert(&table, key);
+        }
+        assert_eq!(is_rich(&table, 7), Some(false));
+        let hash = table.hash_one(&7);
+        let handle = table
+            .try_update_rich(hash, &7, |rich| rich.shared())
+            .unwrap();
+        assert_eq!(is_rich(&table, 7), Some(true));
+        assert_eq!(table.len(), 100, "moved, not copied");
+        let again = table
+            .try_update_rich(hash, &7, |rich| rich.shared())
+            .unwrap();
+        let (by_upsert, inserted) = table
+            .upsert_rich(hash, 7, || Some(Cell::vacant()), |rich| rich.shared())
+            .unwrap();
+        assert!(!inserted, "upsert_rich found the rich entry");
+        assert!(Arc::ptr_eq(&handle, &again) && Arc::ptr_eq(&handle, &by_upsert));
+        let (form, inserted) = table
+            .upsert(
+                hash,
+                7,
+                || Some(Cell::vacant()),
+                |cell| matches!(cell, Form::Rich(_)),
+            )
+            .unwrap();
+        assert!(
+            form && !inserted,
+            "upsert found it rich, did not insert a plain twin"
+        );
+        assert_eq!(table.len(), 100);
+
+        // A new key upserted rich goes straight to the rich table.
+        let hash = table.hash_one(&1000);
+        table
+            .upsert_rich(hash, 1000, || Some(Cell::vacant()), |_| ())
+            .unwrap();
+        assert_eq!(is_rich(&table, 1000), Some(true));
+
+        // Removal and retain reach both tables, and count what they remove.
+        assert!(table.remove_if(table.hash_one(&7), &7, |_| true));
+        assert_eq!(is_rich(&table, 7), None);
+        let (removed, _) = table.retain(Some(u64::MAX), |&key, _| key >= 50);
+        assert_eq!(removed, 49, "keys 0..50 but 7");
+        let (removed, _) = table.retain(Some(u64::MAX), |&key, _| key != 1000);
+        assert_eq!(removed, 1, "the rich key 1000");
+        assert_eq!(table.len(), 50);
     }
 }
