@@ -175,6 +175,14 @@ struct Shard<K, P, R> {
     purgeable_from: AtomicU64,
 }
 
+impl<K, P, R> Shard<K, P, R> {
+    /// Lowers the purge bound to `from` if that is earlier. Callers hold the write guard, so no
+    /// purge of this shard runs between their update and this.
+    fn lower_purge_bound(&self, from: u64) {
+        self.purgeable_from.fetch_min(from, Ordering::Relaxed);
+    }
+}
+
 /// A sharded map from keys to values that are updated in place through `&`, each value in one
 /// of two [`Form`]s: `P`, or `R` once it needs more.
 pub(crate) struct Table<K, P, R, S> {
@@ -295,10 +303,7 @@ where
             },
         };
         let answer = f(value.reborrow());
-        // Under the write guard, so no purge of this shard runs between the update and this.
-        shard
-            .purgeable_from
-            .fetch_min(value.purgeable_from(), Ordering::Relaxed);
+        shard.lower_purge_bound(value.purgeable_from());
         Ok((answer, inserted))
     }
 
@@ -327,10 +332,7 @@ where
             },
         };
         let answer = f(value);
-        // As in `upsert`.
-        shard
-            .purgeable_from
-            .fetch_min(value.purgeable_from(), Ordering::Relaxed);
+        shard.lower_purge_bound(value.purgeable_from());
         Ok((answer, inserted))
     }
 
