@@ -427,8 +427,7 @@ impl Cell {
     /// The current word. A plain load: gate checks never write shared memory in the cell.
     #[inline]
     pub(crate) fn load(&self) -> Word {
-        // Relaxed: see the type's note on orderings.
-        Word(self.word.load(Ordering::Relaxed))
+        Form::Plain(self).load()
     }
 }
 
@@ -449,8 +448,7 @@ impl RichCell {
     /// The current word.
     #[inline]
     pub(crate) fn load(&self) -> Word {
-        // Relaxed: see `Cell` on orderings.
-        Word(self.shared.word.load(Ordering::Relaxed))
+        Form::Rich(self).load()
     }
 
     /// Another handle on the cell's word, for a thread's read cache.

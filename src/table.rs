@@ -162,6 +162,18 @@ impl<K, P, R> Entries<K, P, R> {
     }
 }
 
+/// Removes `entry` if `f(value)` says so; `true` if removed.
+fn remove_when<K, V>(
+    mut entry: hashbrown::hash_table::OccupiedEntry<'_, (K, V)>,
+    f: impl FnOnce(&mut V) -> bool,
+) -> bool {
+    let remove = f(&mut entry.get_mut().1);
+    if remove {
+        entry.remove();
+    }
+    remove
+}
+
 /// One shard: its entries, and the earliest tick at which any of them may be purgeable.
 struct Shard<K, P, R> {
     entries: RwLock<Entries<K, P, R>>,
@@ -349,21 +361,13 @@ where
     {
         let mut entries = self.shard(hash).entries.write();
         let Entries { plain, rich } = &mut *entries;
-        if let Ok(mut entry) = plain.find_entry(hash, |(stored, _)| stored.borrow() == key) {
-            let remove = f(Form::Plain(&mut entry.get_mut().1));
-            if remove {
-                entry.remove();
-            }
-            return remove;
+        if let Ok(entry) = plain.find_entry(hash, |(stored, _)| stored.borrow() == key) {
+            return remove_when(entry, |plain| f(Form::Plain(plain)));
         }
-        let Ok(mut entry) = rich.find_entry(hash, |(stored, _)| stored.borrow() == key) else {
-            return false;
-        };
-        let remove = f(Form::Rich(&mut entry.get_mut().1));
-        if remove {
-            entry.remove();
+        match rich.find_entry(hash, |(stored, _)| stored.borrow() == key) {
+            Ok(entry) => remove_when(entry, |rich| f(Form::Rich(rich))),
+            Err(_) => false,
         }
-        remove
     }
 
     /// Keeps the entries `keep` accepts, one shard's write guard at a time, and returns how
