@@ -11,8 +11,8 @@
 //! | `purge_expired`, automatic | the write guard of each shard holding purgeable entries, in turn                     |
 //! | `snapshot`                 | each shard's read guard in turn                                                      |
 //!
-//! A key is cached by a thread that looked it up in the table four times in a short while
-//! (`cache.rs`); caching it may take the write guard once, but only if it is free. Removals mark
+//! A key is cached by a thread that looked it up in the table often in a short while (four
+//! counted lookups, counting one in eight; `cache.rs`); caching it may take the write guard once, but only if it is free. Removals mark
 //! the cell in its word under their write guard, so that cached copies notice.
 
 use std::borrow::Borrow;
@@ -328,7 +328,8 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// The answer agrees with what a crash at `now` would be told.
     ///
     /// Read-only, and built to scale with cores: the first checks of a tracked key on a thread
-    /// look it up under the shard's read guard, and the fourth also gives the cell a word that
+    /// look it up under the shard's read guard, and one of them (the 25th on a thread that
+    /// looks up nothing else; see `cache.rs`) also gives the cell a word that
     /// can be shared (under the write guard, once per entry) and keeps a handle on it in a
     /// per-thread cache of up to 4,096 keys. From then on, checks of that key on that thread
     /// load the cell through the handle and write no shared memory at all. A key without an
@@ -634,6 +635,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::cache::LOOKUPS_TO_CACHE;
 
     /// Every key hashes alike, so all keys share one shard.
     #[derive(Clone, Default)]
@@ -686,11 +688,12 @@ mod tests {
         });
     }
 
-    /// A thread caches a key on its fourth lookup in a short while, and checks it from then on
-    /// without the shard's lock: such a check completes while another thread holds the write
-    /// guard. As a control, the fourth check itself (the key not yet cached) waits for the guard.
+    /// A thread caches a key on its `LOOKUPS_TO_CACHE`th lookup in a short while, and checks it
+    /// from then on without the shard's lock: such a check completes while another thread holds
+    /// the write guard. As a control, that lookup itself (the key not yet cached) waits for the
+    /// guard.
     #[test]
-    fn a_key_checked_four_times_is_then_checked_without_the_lock() {
+    fn a_key_checked_often_is_then_checked_without_the_lock() {
         let now = Instant::now();
         let state = BackendRecoveryState::<u32>::new();
         assert!(state.record_crash(1, now).is_retry());
@@ -701,23 +704,24 @@ mod tests {
             let (go, wait) = mpsc::channel::<()>();
             let (done, checked) = mpsc::channel();
             scope.spawn(move || {
-                for _ in 0..5 {
+                for _ in 0..LOOKUPS_TO_CACHE + 1 {
                     wait.recv().unwrap();
                     done.send(state.status(&1, now)).unwrap();
                 }
             });
-            for _ in 0..3 {
+            for _ in 1..LOOKUPS_TO_CACHE {
                 go.send(()).unwrap();
                 assert_eq!(checked.recv().unwrap(), recovering);
             }
 
             let guard = state.cells.hold_write_guard(&1u32);
             go.send(()).unwrap();
-            let fourth = checked.recv_timeout(Duration::from_millis(200));
+            let last_uncached = checked.recv_timeout(Duration::from_millis(200));
             assert!(
-                matches!(fourth, Err(mpsc::RecvTimeoutError::Timeout)),
-                "a key looked up three times was checked while its shard was write-locked: \
-                 {fourth:?}"
+                matches!(last_uncached, Err(mpsc::RecvTimeoutError::Timeout)),
+                "a key looked up {} times was checked while its shard was write-locked: \
+                 {last_uncached:?}",
+                LOOKUPS_TO_CACHE - 1
             );
             drop(guard);
             assert_eq!(checked.recv().unwrap(), recovering);
