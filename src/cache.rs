@@ -13,14 +13,15 @@
 //! crash's compare-and-swap then fails, and a thread that finds the mark drops the entry and
 //! looks the key up in the table again. See [`Shared::load_live`] and loom model 12.
 //!
-//! What gets cached: a key this thread looks up in the table [`LOOKUPS_TO_ADMIT`] times within
-//! a short while, counting one table lookup in [`SAMPLE`] (a small filter of recent hashes,
-//! [`FILTER`]); its cell is then made rich, its word moved to a shared home (under the write
-//! guard, once per entry; `cell.rs`), and cached. Keys met a few times (a new backend's first
-//! crashes, a check of a key about to be forgotten) and keys spread too thinly to recur
-//! (100,000 backends crashing at random) cost a probe of the cache (none while it is empty)
-//! and, one lookup in [`SAMPLE`], one store in the filter, no more. A key without an entry is never cached: a
-//! negative entry would go stale on the next insert.
+//! What gets cached: a key whose table lookups on this thread are counted [`LOOKUPS_TO_ADMIT`]
+//! times in a row within a short while (a small filter of recent hashes, [`FILTER`]; about one
+//! lookup in [`SAMPLE`] is counted, so some 25 lookups); its cell is then made rich, its word
+//! moved to a shared home (under the write guard, once per entry; `cell.rs`), and cached. Keys
+//! met a few times (a new backend's first crashes, a check of a key about to be forgotten) and
+//! keys spread too thinly to recur (100,000 backends crashing at random) cost a probe of the
+//! cache (none while it is empty) and, about one lookup in [`SAMPLE`], one store in the filter,
+//! no more. A key without an entry is never cached: a negative entry would go stale on the
+//! next insert.
 //!
 //! Memory: at most [`CAPACITY`] cells per thread and state; a full cache is cleared and
 //! refilled. A cached removed cell keeps its word allocated until the thread meets that key
@@ -51,16 +52,17 @@ pub(crate) const CAPACITY: usize = 4096;
 /// in it and how many times in a row that hash came back to it. 8 KiB per thread and state.
 const FILTER: usize = 1024;
 
-/// Table lookups of a key, on one thread and in quick succession (its filter slot not taken by
-/// another hash in between), after which its cell is cached. Why not two: a backend that is
+/// Counted table lookups of a key (one in about [`SAMPLE`] is counted), on one thread and in
+/// quick succession (its filter slot not taken by another hash in between), after which its
+/// cell is cached. Why not two: a backend that is
 /// crashed, crashed again, checked once and forgotten (the churn bench's keys, met two or three
 /// times in their life, soon after each other when eight threads share the work) was cached on
 /// its second lookup; making it rich and caching it cost more than those lookups (an eighth of
-/// churn's time at 8 threads under `perf`), and it was never read again. A key met four times
+/// churn's time at 8 threads under `perf`), and it was never read again. A key met over and over
 /// in a short while (a crash storm, a backend every Hello checks) is worth caching. With 1,000
 /// keys in turn a key needs some twenty counted lookups to be cached (its slot survives the
 /// 1,000 counted lookups between two of them about a third of the time), which [`SAMPLE`] makes
-/// some 160 lookups.
+/// some 160 lookups of it.
 /// Under loom, two, as before: loom model 12 (`loom-tests/tests/cached_status.rs`) caches its
 /// keys with two lookups per thread, which keeps its interleavings few, and would not reach the
 /// cache with four; how many lookups admit a key does not change the protocol.
@@ -69,23 +71,33 @@ const LOOKUPS_TO_ADMIT: u64 = 4;
 #[cfg(loom)]
 const LOOKUPS_TO_ADMIT: u64 = 2;
 
-/// The filter counts one table lookup in this many, per thread: the others only count down.
-/// Why: with keys too many or too spread to recur (uniform-100k), every lookup stored to a
-/// random line of the 8 KiB filter, for nothing. Counting one in eight took 38 instructions and
-/// 0.31 L1 misses (callgrind) off each uncached crash there. A key that recurs is still cached,
-/// after eight times as many lookups: between two of its counted lookups its slot meets as
-/// many other counted hashes as it met hashes before, so its chances per counted lookup stay
-/// the same. Under loom, every lookup counts, as before, for loom model 12's sake (see
-/// [`LOOKUPS_TO_ADMIT`]).
+/// The filter counts one table lookup in this many on average, per thread: the others only
+/// count down. Why: with keys too many or too spread to recur (uniform-100k), every lookup
+/// stored to a random line of the 8 KiB filter, for nothing. Counting one in eight took 38
+/// instructions and 0.31 L1 misses (callgrind) off each uncached crash there. A key that recurs
+/// is still cached, after about eight times as many lookups: between two of its counted
+/// lookups its slot meets as many other counted hashes as it met hashes before, so its chances
+/// per counted lookup stay the same. The gaps between counted lookups are drawn at random (1 to
+/// `2 * SAMPLE - 1`): with a fixed gap, lookups that cycle in step with it (a key checked in
+/// turn with one that has no entry, whose lookups never stop) would have the same keys counted
+/// every time and the others never. Under loom, every lookup counts, as before, for loom model
+/// 12's sake (see [`LOOKUPS_TO_ADMIT`]).
 #[cfg(not(loom))]
 const SAMPLE: u32 = 8;
 #[cfg(loom)]
 const SAMPLE: u32 = 1;
+const _: () = assert!(SAMPLE >= 1);
 
 /// Lookups of one key, on a thread that has looked up nothing else yet, of which the last
-/// caches it: the first is counted, then every [`SAMPLE`]th.
+/// caches it. The gaps are random, but every thread draws them from the same seed, so this is
+/// the same on every fresh thread.
 #[cfg(test)]
-pub(crate) const LOOKUPS_TO_CACHE: u32 = 1 + (LOOKUPS_TO_ADMIT as u32 - 1) * SAMPLE;
+pub(crate) fn lookups_to_cache() -> u32 {
+    let mut local = Local::<()>::default();
+    (1..)
+        .find(|_| local.admit(12345))
+        .expect("a key looked up alone is admitted")
+}
 
 /// A filter slot keeps a hash's top bits and, in the low bits, its lookups so far (1 to 3).
 const LOOKUPS_MASK: u64 = 0b11;
@@ -102,18 +114,34 @@ struct Local<K> {
     filter: Box<[u64; FILTER]>,
     /// Table lookups until the next one the filter counts (1: this one).
     countdown: u32,
+    /// The state of the xorshift generator that draws the gaps between counted lookups.
+    draws: u64,
 }
 
 impl<K> Local<K> {
     /// Whether this table lookup of `hash` admits it to the cache: it is a counted one (one
-    /// in [`SAMPLE`]) and `hash`'s [`LOOKUPS_TO_ADMIT`]th or later counted lookup in a row.
+    /// in about [`SAMPLE`]) and `hash`'s [`LOOKUPS_TO_ADMIT`]th or later counted lookup in a
+    /// row.
     fn admit(&mut self, hash: u64) -> bool {
+        // Never below 1: it starts at 1 and every gap drawn is at least 1.
         self.countdown -= 1;
         if self.countdown != 0 {
             return false;
         }
-        self.countdown = SAMPLE;
+        self.countdown = self.gap();
         self.count(hash)
+    }
+
+    /// Lookups until the next counted one: 1 to `2 * SAMPLE - 1`, [`SAMPLE`] on average
+    /// (xorshift64; drawn once per counted lookup, so its cost is spread over `SAMPLE`).
+    fn gap(&mut self) -> u32 {
+        let mut x = self.draws;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.draws = x;
+        // Below 2 * SAMPLE, so the cast is exact.
+        1 + (x % u64::from(2 * SAMPLE - 1)) as u32
     }
 
     /// Whether this counted lookup of `hash` is its [`LOOKUPS_TO_ADMIT`]th or later in a row in
@@ -144,6 +172,8 @@ impl<K> Default for Local<K> {
             cells: HashTable::new(),
             filter: Box::new([0; FILTER]),
             countdown: 1,
+            // Any nonzero seed: xorshift never leaves zero.
+            draws: 0x9E37_79B9_7F4A_7C15,
         }
     }
 }
@@ -187,8 +217,8 @@ impl<K: Eq + Send> ReadCache<K> {
         #[cfg(not(loom))]
         {
             // `try_borrow_mut` instead of `borrow_mut`: a key's `Eq` calling back into the
-            // state on this thread skips the cache rather than panicking. `get` first: it is
-            // inlined, where `get_or_default` is a call (with the same in `metrics.rs`, 8
+            // state on this thread skips the cache rather than panicking. `get` first: it can
+            // be inlined, where `get_or_default` is a call (with the same in `metrics.rs`, 8
             // instructions per crash of uniform-100k, callgrind).
             let local = self.locals.get();
             let local = local.unwrap_or_else(|| self.locals.get_or_default());
@@ -242,6 +272,7 @@ impl<K: Eq + Send> ReadCache<K> {
     /// lookups.
     pub(crate) fn insert(&self, hash: u64, key: K, cell: Arc<Shared>) {
         #[cfg(not(loom))]
+        // `get_or_default` as it is: inserts are rare next to lookups.
         let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
             return;
         };
@@ -326,27 +357,59 @@ mod tests {
         );
     }
 
-    #[test]
-    fn one_lookup_in_sample_is_counted_from_the_first() {
-        let mut local = Local::<usize>::default();
-        let counted: Vec<u32> = (0..3 * SAMPLE)
-            .filter(|_| {
-                local.admit(12345);
-                // A counted lookup starts the countdown over; the others take one off it.
-                local.countdown == SAMPLE
-            })
-            .collect();
-        assert_eq!(counted, [0, SAMPLE, 2 * SAMPLE]);
+    /// Which of `lookups` table lookups of `hash` a fresh thread counts, by index from 0.
+    fn counted(local: &mut Local<usize>, lookups: u32, hash: impl Fn(u32) -> u64) -> Vec<u32> {
+        let mut counted = Vec::new();
+        for lookup in 0..lookups {
+            let before = local.countdown;
+            local.admit(hash(lookup));
+            // A counted lookup draws a new countdown; the others take one off it.
+            if before == 1 {
+                counted.push(lookup);
+            }
+        }
+        counted
     }
 
     #[test]
-    fn a_hash_looked_up_alone_is_admitted_on_its_lookups_to_cache_th_lookup() {
+    fn about_one_lookup_in_sample_is_counted_from_the_first() {
+        let mut local = Local::<usize>::default();
+        let counted = counted(&mut local, 1000 * SAMPLE, |lookup| u64::from(lookup) << 2);
+        assert_eq!(counted.first(), Some(&0), "the first lookup is counted");
+        let gaps: Vec<u32> = counted.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        assert!(
+            gaps.iter().all(|gap| (1..2 * SAMPLE).contains(gap)),
+            "{gaps:?}"
+        );
+        let mean = f64::from(gaps.iter().sum::<u32>()) / gaps.len() as f64;
+        assert!((mean - f64::from(SAMPLE)).abs() < 0.5, "mean gap {mean}");
+    }
+
+    /// A key looked up in turn with another whose lookups never stop (a key with no entry is
+    /// never cached) is still counted, and admitted: with a fixed even gap it never was.
+    #[test]
+    fn a_key_in_turn_with_another_is_still_admitted() {
+        let mut local = Local::<usize>::default();
+        let (key, other) = (12345, 12345 + 1);
+        let admitted = (0..200).any(|_| {
+            local.admit(other);
+            local.admit(key)
+        });
+        assert!(admitted, "not admitted in 200 lookups");
+    }
+
+    #[test]
+    fn a_hash_looked_up_alone_is_admitted_on_its_fourth_counted_lookup() {
         let cache = ReadCache::<usize>::new();
         let admit = |hash: u64| cache.lookup(hash, &0, Shared::load_live).unwrap_err();
-        for lookup in 1..LOOKUPS_TO_CACHE {
+        let mut local = Local::<usize>::default();
+        let counted = counted(&mut local, 100 * SAMPLE, |_| 12345);
+        let last = counted[LOOKUPS_TO_ADMIT as usize - 1] + 1;
+        assert_eq!(last, lookups_to_cache());
+        for lookup in 1..last {
             assert!(!admit(12345), "lookup {lookup}");
         }
-        assert!(admit(12345), "lookup {LOOKUPS_TO_CACHE}");
+        assert!(admit(12345), "lookup {last}");
     }
 
     #[test]

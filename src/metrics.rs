@@ -83,7 +83,8 @@ impl Metrics {
     #[inline]
     pub(crate) fn add(&self, counter: Counter, amount: u64) {
         let Some(blocks) = &self.blocks else { return };
-        // `get` first, as the read cache does: inlined, where `get_or_default` is a call.
+        // `get` first, as the read cache does: it can be inlined, where `get_or_default` is a
+        // call.
         let block = blocks.get().unwrap_or_else(|| blocks.get_or_default());
         let cell = &block.0[counter as usize];
         // Only this thread writes its block, so a load and a store cannot lose an increment;

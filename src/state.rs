@@ -12,8 +12,9 @@
 //! | `snapshot`                 | each shard's read guard in turn                                                      |
 //!
 //! A key is cached by a thread that looked it up in the table often in a short while (four
-//! counted lookups, counting one in eight; `cache.rs`); caching it may take the write guard once, but only if it is free. Removals mark
-//! the cell in its word under their write guard, so that cached copies notice.
+//! counted lookups in a row, about one lookup in eight counted; `cache.rs`); caching it may take
+//! the write guard once, but only if it is free. Removals mark the cell in its word under their
+//! write guard, so that cached copies notice.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
@@ -328,8 +329,8 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// The answer agrees with what a crash at `now` would be told.
     ///
     /// Read-only, and built to scale with cores: the first checks of a tracked key on a thread
-    /// look it up under the shard's read guard, and one of them (the 25th on a thread that
-    /// looks up nothing else; see `cache.rs`) also gives the cell a word that
+    /// look it up under the shard's read guard, and one of them (about the 25th on a thread
+    /// that looks up nothing else; see `cache.rs`) also gives the cell a word that
     /// can be shared (under the write guard, once per entry) and keeps a handle on it in a
     /// per-thread cache of up to 4,096 keys. From then on, checks of that key on that thread
     /// load the cell through the handle and write no shared memory at all. A key without an
@@ -635,7 +636,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cache::LOOKUPS_TO_CACHE;
+    use crate::cache::lookups_to_cache;
 
     /// Every key hashes alike, so all keys share one shard.
     #[derive(Clone, Default)]
@@ -688,7 +689,7 @@ mod tests {
         });
     }
 
-    /// A thread caches a key on its `LOOKUPS_TO_CACHE`th lookup in a short while, and checks it
+    /// A thread caches a key on its `lookups_to_cache()`th lookup in a short while, and checks it
     /// from then on without the shard's lock: such a check completes while another thread holds
     /// the write guard. As a control, that lookup itself (the key not yet cached) waits for the
     /// guard.
@@ -698,18 +699,19 @@ mod tests {
         let state = BackendRecoveryState::<u32>::new();
         assert!(state.record_crash(1, now).is_retry());
         let recovering = state.status(&1, now);
+        let lookups = lookups_to_cache();
 
         let state = &state;
         std::thread::scope(|scope| {
             let (go, wait) = mpsc::channel::<()>();
             let (done, checked) = mpsc::channel();
             scope.spawn(move || {
-                for _ in 0..LOOKUPS_TO_CACHE + 1 {
+                for _ in 0..lookups + 1 {
                     wait.recv().unwrap();
                     done.send(state.status(&1, now)).unwrap();
                 }
             });
-            for _ in 1..LOOKUPS_TO_CACHE {
+            for _ in 1..lookups {
                 go.send(()).unwrap();
                 assert_eq!(checked.recv().unwrap(), recovering);
             }
@@ -721,7 +723,7 @@ mod tests {
                 matches!(last_uncached, Err(mpsc::RecvTimeoutError::Timeout)),
                 "a key looked up {} times was checked while its shard was write-locked: \
                  {last_uncached:?}",
-                LOOKUPS_TO_CACHE - 1
+                lookups - 1
             );
             drop(guard);
             assert_eq!(checked.recv().unwrap(), recovering);
