@@ -271,8 +271,8 @@ impl<K: Eq + Send> ReadCache<K> {
     /// Remembers `cell` as the cell of `key`, whose hash is `hash`, for this thread's next
     /// lookups.
     pub(crate) fn insert(&self, hash: u64, key: K, cell: Arc<Shared>) {
+        // `get_or_default` alone: inserts are rare next to lookups.
         #[cfg(not(loom))]
-        // `get_or_default` as it is: inserts are rare next to lookups.
         let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
             return;
         };
@@ -357,7 +357,8 @@ mod tests {
         );
     }
 
-    /// Which of `lookups` table lookups of `hash` a fresh thread counts, by index from 0.
+    /// Which of its next `lookups` table lookups `local` counts, by index from 0; the lookup
+    /// of index `i` is of `hash(i)`.
     fn counted(local: &mut Local<usize>, lookups: u32, hash: impl Fn(u32) -> u64) -> Vec<u32> {
         let mut counted = Vec::new();
         for lookup in 0..lookups {
