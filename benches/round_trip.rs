@@ -1,0 +1,88 @@
+//! How long this machine takes to pass a cache line from one core to another and back, slice
+//! by slice over some seconds: not a bench of the crate, a reading of the machine the benches
+//! run on.
+//!
+//! Why: on the 2-vCPU VM the benches were written on, ours' samples at 2 threads switch
+//! between two levels (about 150 and 350 ns per step on uniform-100k) in spells of a second or
+//! more, and a run's ratio to the mutex is decided by how many samples fall in slow spells
+//! (`docs/throughput-investigation.md`). This probe shows the cause: the cross-core round trip
+//! itself switches between about 90 and 500 ns in spells of seconds, while two threads that
+//! share nothing run at a steady speed. Every line a step takes from the other core pays that
+//! price: a shard's lock word, or an entry the other thread updated last.
+//!
+//! Two threads take turns on one atomic: each waits for the value's parity to be its own and
+//! then increments it. Every 200 ms the main thread prints the mean nanoseconds per round trip
+//! (two transfers of the line) in that slice, then a summary.
+//!
+//! ```sh
+//! cargo bench --bench round_trip -- 20    # 20 seconds; `cargo bench` alone runs 1 second
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+
+const SLICE: Duration = Duration::from_millis(200);
+
+fn main() {
+    // `cargo bench` passes only flags; a bare number is the seconds to run.
+    let seconds: u64 = std::env::args()
+        .skip(1)
+        .find_map(|arg| arg.parse().ok())
+        .unwrap_or(1);
+    let line = CachePadded::new(AtomicU64::new(0));
+    let rounds = CachePadded::new(AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    let mut slices = Vec::new();
+    thread::scope(|scope| {
+        for me in 0..2u64 {
+            let (line, rounds, stop) = (&line, &rounds, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let value = line.load(Ordering::Acquire);
+                    if value % 2 == me {
+                        line.store(value + 1, Ordering::Release);
+                        if me == 0 {
+                            // Only this thread writes it: a plain count the main thread reads.
+                            rounds.store(value / 2 + 1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        let (mut last_rounds, mut last_at) = (rounds.load(Ordering::Relaxed), Instant::now());
+        for _ in 0..seconds * 5 {
+            thread::sleep(SLICE);
+            let (now_rounds, now_at) = (rounds.load(Ordering::Relaxed), Instant::now());
+            let done = now_rounds - last_rounds;
+            if done > 0 {
+                let nanos = (now_at - last_at).as_nanos() as f64 / done as f64;
+                print!("{nanos:.0} ");
+                slices.push(nanos);
+            }
+            (last_rounds, last_at) = (now_rounds, now_at);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    println!();
+    if slices.is_empty() {
+        println!("round_trip: no round trips measured");
+        return;
+    }
+    slices.sort_by(f64::total_cmp);
+    let fastest = slices[0];
+    let slow = slices
+        .iter()
+        .filter(|&&nanos| nanos > 2.0 * fastest)
+        .count();
+    println!(
+        "round_trip: ns per cross-core round trip over {} slices of 200 ms: min {:.0}, median {:.0}, max {:.0}; {} slices over twice the min",
+        slices.len(),
+        fastest,
+        slices[slices.len() / 2],
+        slices[slices.len() - 1],
+        slow
+    );
+}
