@@ -21,6 +21,13 @@ Options: --criterion DIR (default target/criterion), --svg PATH, --table PATH (u
 
 `--ceilings` instead prints the table of `cargo bench --bench ceilings` (bare tables against
 ours and the mutex on uniform-100k) to stdout, and writes nothing.
+
+`--levels GROUP/THREADS` (e.g. `--levels uniform-100k/2`) instead prints, for every
+implementation in that bench group at that thread count, its samples split in two levels: those
+under 1.5 times its fastest sample (fast) and the others (slow), with the median of each. On a VM
+whose cross-core round trip switches between two speeds (`cargo bench --bench round_trip`), this
+shows which level each implementation ran at; `--criterion` may be given several times to pool
+runs. Criterion's `sample.json` holds every sample's time and iteration count.
 """
 
 from __future__ import annotations
@@ -112,6 +119,44 @@ def ceilings(criterion_dir: Path) -> str | None:
             cells += [ops(value), fmt_ratio(ratio(value, results.get(("mutex", threads))))]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def levels(criterion_dirs: list[Path], group: str, threads: str) -> str | None:
+    """Per implementation of `group` at `threads`: its samples (ns per iteration) pooled over
+    `criterion_dirs`, split at 1.5 times the fastest, with each level's count and median."""
+    samples: dict[str, list[float]] = {}
+    for criterion_dir in criterion_dirs:
+        for sample_file in sorted(criterion_dir.glob(f"{group}/*/{threads}/new/sample.json")):
+            sample = json.loads(sample_file.read_text())
+            per_iteration = [t / i for t, i in zip(sample["times"], sample["iters"])]
+            samples.setdefault(sample_file.parents[2].name, []).extend(per_iteration)
+    if not samples:
+        return None
+    lines = [
+        f"| {group} @ {threads} | samples | fast | fast median ns | slow | slow median ns "
+        "| slow / fast |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, values in sorted(samples.items()):
+        fastest = min(values)
+        fast = sorted(v for v in values if v < 1.5 * fastest)
+        slow = sorted(v for v in values if v >= 1.5 * fastest)
+        fast_median = median(fast)
+        slow_median = median(slow) if slow else None
+        lines.append(
+            f"| {name} | {len(values)} | {len(fast)} | {fast_median:.0f} | {len(slow)} | "
+            + (f"{slow_median:.0f} | {slow_median / fast_median:.2f}x |" if slow else "- | - |")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def median(values: list[float]) -> float:
+    """The median of a non-empty list."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def ops(value: float | None) -> str:
@@ -318,12 +363,28 @@ def svg(results: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--criterion", default="target/criterion", type=Path)
+    parser.add_argument("--criterion", action="append", type=Path)
     parser.add_argument("--svg", default="docs/throughput.svg", type=Path)
     parser.add_argument("--table", default="docs/throughput.md")
     parser.add_argument("--note", default=None)
     parser.add_argument("--ceilings", action="store_true")
+    parser.add_argument("--levels", metavar="GROUP/THREADS")
     args = parser.parse_args()
+    criterion_dirs = args.criterion or [Path("target/criterion")]
+
+    if args.levels:
+        group, _, threads = args.levels.rpartition("/")
+        markdown = levels(criterion_dirs, group, threads)
+        if markdown is None:
+            print(f"no samples of {args.levels} under {', '.join(map(str, criterion_dirs))}",
+                  file=sys.stderr)
+            return 1
+        sys.stdout.write(markdown)
+        return 0
+    if len(criterion_dirs) > 1:
+        print("--criterion may be given more than once only with --levels", file=sys.stderr)
+        return 2
+    args.criterion = criterion_dirs[0]
 
     if args.ceilings:
         markdown = ceilings(args.criterion)
