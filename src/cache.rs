@@ -105,10 +105,12 @@ const _: () = assert!(LOOKUPS_TO_ADMIT > 1 && LOOKUPS_TO_ADMIT - 1 <= LOOKUPS_MA
 
 /// One thread's cache for one state.
 struct Local<K> {
-    /// Cached cells, each with its key's hash under the state's hasher. A `HashTable` rather
-    /// than a `HashMap`: it takes the hash from the caller, so the cache needs no hasher of its
-    /// own (the state's `S` would have to be `Send` to live in every thread's cache).
-    cells: HashTable<(u64, K, Arc<Shared>)>,
+    /// Cached cells by key. A `HashTable` rather than a `HashMap`: it takes the hash from the
+    /// caller (the key's hash under the state's hasher), so the cache needs no hasher of its
+    /// own (the state's `S` would have to be `Send` to live in every thread's cache). The hash
+    /// is not stored: an insert that grows the table is given a way to recompute it, and the
+    /// smaller entries keep more of a thread's cached cells in its L1 cache.
+    cells: HashTable<(K, Arc<Shared>)>,
     /// Per slot (`hash % FILTER`), the hash last looked up in the table and its lookups in a
     /// row ([`LOOKUPS_MASK`]).
     filter: Box<[u64; FILTER]>,
@@ -213,7 +215,7 @@ impl<K: Eq + Send> ReadCache<K> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let eq = |(_, cached, _): &(u64, K, Arc<Shared>)| cached.borrow() == key;
+        let eq = |(cached, _): &(K, Arc<Shared>)| cached.borrow() == key;
         #[cfg(not(loom))]
         {
             // `try_borrow_mut` instead of `borrow_mut`: a key's `Eq` calling back into the
@@ -233,7 +235,7 @@ impl<K: Eq + Send> ReadCache<K> {
                 local.cells.find_entry(hash, eq).ok()
             };
             if let Some(entry) = found {
-                match f(&entry.get().2) {
+                match f(&entry.get().1) {
                     Some(answer) => return Ok(answer),
                     None => {
                         entry.remove();
@@ -247,7 +249,7 @@ impl<K: Eq + Send> ReadCache<K> {
             let thread = loom::thread::current().id();
             let cell = (self.locals().get(&thread))
                 .and_then(|local| local.cells.find(hash, eq))
-                .map(|(_, _, cell)| Arc::clone(cell));
+                .map(|(_, cell)| Arc::clone(cell));
             // Used outside the std mutex: operations on loom atomics are where loom switches.
             if let Some(cell) = cell {
                 match f(&cell) {
@@ -269,8 +271,8 @@ impl<K: Eq + Send> ReadCache<K> {
     }
 
     /// Remembers `cell` as the cell of `key`, whose hash is `hash`, for this thread's next
-    /// lookups.
-    pub(crate) fn insert(&self, hash: u64, key: K, cell: Arc<Shared>) {
+    /// lookups. `rehash` is the state's hash of a cached key, for when the cache grows.
+    pub(crate) fn insert(&self, hash: u64, key: K, cell: Arc<Shared>, rehash: impl Fn(&K) -> u64) {
         // `get_or_default` alone: inserts are rare next to lookups.
         #[cfg(not(loom))]
         let Ok(mut local) = self.locals.get_or_default().try_borrow_mut() else {
@@ -283,14 +285,11 @@ impl<K: Eq + Send> ReadCache<K> {
         if local.cells.len() >= CAPACITY {
             local.cells.clear();
         }
-        match local
-            .cells
-            .find_entry(hash, |(_, cached, _)| *cached == key)
-        {
-            Ok(mut entry) => entry.get_mut().2 = cell,
+        match local.cells.find_entry(hash, |(cached, _)| *cached == key) {
+            Ok(mut entry) => entry.get_mut().1 = cell,
             Err(_) => {
-                let rehash = |(hash, _, _): &(u64, K, Arc<Shared>)| *hash;
-                local.cells.insert_unique(hash, (hash, key, cell), rehash);
+                let rehash = |(cached, _): &(K, Arc<Shared>)| rehash(cached);
+                local.cells.insert_unique(hash, (key, cell), rehash);
             }
         }
     }
@@ -316,7 +315,7 @@ mod tests {
     fn cached<K: Eq + Send + Clone>(cache: &ReadCache<K>) -> Vec<K> {
         let local = cache.locals.get().expect("this thread has a cache");
         let local = RefCell::borrow(local);
-        local.cells.iter().map(|(_, key, _)| key.clone()).collect()
+        local.cells.iter().map(|(key, _)| key.clone()).collect()
     }
 
     /// Any hash will do for the cache's own tests, as long as equal keys get equal hashes; a
@@ -334,7 +333,7 @@ mod tests {
         let cache = ReadCache::<usize>::new();
         let mut cell = RichCell::from(Cell::vacant());
         assert_eq!(load(&cache, 1), None, "nothing cached yet");
-        cache.insert(hash(1), 1, cell.shared());
+        cache.insert(hash(1), 1, cell.shared(), |&key| hash(key));
         assert_eq!(load(&cache, 1), Some(Word::VACANT));
         assert_eq!(load(&cache, 8), None, "same hash, other key");
         Form::Rich(&mut cell).retire();
@@ -418,18 +417,38 @@ mod tests {
         let cache = ReadCache::<usize>::new();
         let cell = RichCell::from(Cell::vacant());
         for key in 0..CAPACITY {
-            cache.insert(hash(key), key, cell.shared());
+            cache.insert(hash(key), key, cell.shared(), |&key| hash(key));
         }
         assert_eq!(cached(&cache).len(), CAPACITY);
-        cache.insert(hash(CAPACITY), CAPACITY, cell.shared());
+        cache.insert(hash(CAPACITY), CAPACITY, cell.shared(), |&key| hash(key));
         assert_eq!(cached(&cache), [CAPACITY], "cleared, then the new key");
+    }
+
+    /// The cache stores no hashes: when it grows, `insert` recomputes them with the hash it is
+    /// given. Every cell must still be found under its key's hash afterwards.
+    #[test]
+    fn cells_are_found_after_the_cache_grows() {
+        let cache = ReadCache::<usize>::new();
+        // Spread over the whole word, so a cell filed under a wrong hash is not found by
+        // probing past it, as it might be with the colliding `hash` above.
+        let spread = |key: usize| (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let cells: Vec<RichCell> = (0..1000).map(|_| RichCell::from(Cell::vacant())).collect();
+        for (key, cell) in cells.iter().enumerate() {
+            cache.insert(spread(key), key, cell.shared(), |&key| spread(key));
+        }
+        for (key, cell) in cells.iter().enumerate() {
+            let found = cache.lookup(spread(key), &key, |shared| {
+                Some(std::ptr::eq(shared, &*cell.shared()))
+            });
+            assert_eq!(found, Ok(true), "key {key}");
+        }
     }
 
     #[test]
     fn threads_keep_their_own_entries() {
         let cache = ReadCache::<usize>::new();
         let cell = RichCell::from(Cell::vacant());
-        cache.insert(hash(1), 1, cell.shared());
+        cache.insert(hash(1), 1, cell.shared(), |&key| hash(key));
         std::thread::scope(|scope| {
             scope.spawn(|| assert_eq!(load(&cache, 1), None));
         });

@@ -567,7 +567,8 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let shared =
             shared.or_else(|| self.cells.try_update_rich(hash, &key, |rich| rich.shared()));
         if let Some(shared) = shared {
-            self.reads.insert(hash, key, shared);
+            self.reads
+                .insert(hash, key, shared, |cached| self.cells.hash_one(cached));
         }
     }
 
