@@ -23,11 +23,12 @@ Options: --criterion DIR (default target/criterion), --svg PATH, --table PATH (u
 ours and the mutex on uniform-100k) to stdout, and writes nothing.
 
 `--levels GROUP/THREADS` (e.g. `--levels uniform-100k/2`) instead prints, for every
-implementation in that bench group at that thread count, its samples split in two levels: those
-under 1.5 times its fastest sample (fast) and the others (slow), with the median of each. On a VM
-whose cross-core round trip switches between two speeds (`cargo bench --bench round_trip`), this
-shows which level each implementation ran at; `--criterion` may be given several times to pool
-runs. Criterion's `sample.json` holds every sample's time and iteration count.
+implementation in that bench group at that thread count, its samples (criterion's `sample.json`)
+split in two levels, fast and slow, with the median of each: the split that makes the two
+groups' log-times tightest (two-means in one dimension), and where it fell. On a VM whose
+cross-core round trip switches between two speeds (`cargo bench --bench round_trip`), this
+shows at which level each implementation ran. Samples of one level split that way too, into two
+close groups: read the slow / fast column. `--criterion` may be given several times to pool runs.
 """
 
 from __future__ import annotations
@@ -123,31 +124,55 @@ def ceilings(criterion_dir: Path) -> str | None:
 
 def levels(criterion_dirs: list[Path], group: str, threads: str) -> str | None:
     """Per implementation of `group` at `threads`: its samples (ns per iteration) pooled over
-    `criterion_dirs`, split at 1.5 times the fastest, with each level's count and median."""
+    `criterion_dirs`, split in two levels (see `split`), with each level's count and median."""
     samples: dict[str, list[float]] = {}
-    for criterion_dir in criterion_dirs:
+    for criterion_dir in dict.fromkeys(criterion_dirs):
         for sample_file in sorted(criterion_dir.glob(f"{group}/*/{threads}/new/sample.json")):
             sample = json.loads(sample_file.read_text())
-            per_iteration = [t / i for t, i in zip(sample["times"], sample["iters"])]
+            per_iteration = [t / i for t, i in zip(sample["times"], sample["iters"]) if i > 0]
             samples.setdefault(sample_file.parents[2].name, []).extend(per_iteration)
+    samples = {name: values for name, values in samples.items() if values}
     if not samples:
         return None
     lines = [
         f"| {group} @ {threads} | samples | fast | fast median ns | slow | slow median ns "
-        "| slow / fast |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| slow / fast | split at ns |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, values in sorted(samples.items()):
-        fastest = min(values)
-        fast = sorted(v for v in values if v < 1.5 * fastest)
-        slow = sorted(v for v in values if v >= 1.5 * fastest)
-        fast_median = median(fast)
-        slow_median = median(slow) if slow else None
+        fast, slow = split(values)
+        if not slow:
+            lines.append(f"| {name} | {len(values)} | {len(fast)} | {median(fast):.0f} "
+                         "| 0 | - | - | - |")
+            continue
+        fast_median, slow_median = median(fast), median(slow)
         lines.append(
             f"| {name} | {len(values)} | {len(fast)} | {fast_median:.0f} | {len(slow)} | "
-            + (f"{slow_median:.0f} | {slow_median / fast_median:.2f}x |" if slow else "- | - |")
+            f"{slow_median:.0f} | {slow_median / fast_median:.2f}x | {slow[0]:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def split(values: list[float]) -> tuple[list[float], list[float]]:
+    """`values` sorted and cut in two where the two parts' log-values have the least summed
+    squared distance to their means (so a level twice as slow weighs as much as one twice as
+    fast); all in the first part if they are all equal."""
+    ordered = sorted(values)
+    logs = [math.log(max(value, 1e-9)) for value in ordered]
+    best_cut, best_cost = len(ordered), math.inf
+    for cut in range(1, len(ordered)):
+        if logs[cut] == logs[cut - 1]:
+            continue
+        cost = spread(logs[:cut]) + spread(logs[cut:])
+        if cost < best_cost:
+            best_cut, best_cost = cut, cost
+    return ordered[:best_cut], ordered[best_cut:]
+
+
+def spread(values: list[float]) -> float:
+    """The summed squared distance of `values` to their mean."""
+    mean = sum(values) / len(values)
+    return sum((value - mean) ** 2 for value in values)
 
 
 def median(values: list[float]) -> float:
@@ -372,8 +397,12 @@ def main() -> int:
     args = parser.parse_args()
     criterion_dirs = args.criterion or [Path("target/criterion")]
 
-    if args.levels:
+    if args.levels is not None:
         group, _, threads = args.levels.rpartition("/")
+        if not group or not threads.isdigit():
+            parser.error("--levels takes GROUP/THREADS, e.g. uniform-100k/2")
+        if args.ceilings:
+            parser.error("--levels and --ceilings are different reports: give one")
         markdown = levels(criterion_dirs, group, threads)
         if markdown is None:
             print(f"no samples of {args.levels} under {', '.join(map(str, criterion_dirs))}",

@@ -108,8 +108,9 @@ struct Local<K> {
     /// Cached cells by key. A `HashTable` rather than a `HashMap`: it takes the hash from the
     /// caller (the key's hash under the state's hasher), so the cache needs no hasher of its
     /// own (the state's `S` would have to be `Send` to live in every thread's cache). The hash
-    /// is not stored: an insert that grows the table is given a way to recompute it, and the
-    /// smaller entries keep more of a thread's cached cells in its L1 cache.
+    /// is not stored: an insert that grows the table, or rehashes it in place after many
+    /// removals, is given a way to recompute it; the smaller entries keep more of a thread's
+    /// cached cells in its L1 cache (`docs/throughput-investigation.md`, ninth session).
     cells: HashTable<(K, Arc<Shared>)>,
     /// Per slot (`hash % FILTER`), the hash last looked up in the table and its lookups in a
     /// row ([`LOOKUPS_MASK`]).
@@ -271,7 +272,9 @@ impl<K: Eq + Send> ReadCache<K> {
     }
 
     /// Remembers `cell` as the cell of `key`, whose hash is `hash`, for this thread's next
-    /// lookups. `rehash` is the state's hash of a cached key, for when the cache grows.
+    /// lookups. `rehash` is the state's hash of a cached key, for when the cache grows or
+    /// rehashes in place. It runs the key's `Hash` with this thread's cache borrowed, as
+    /// `lookup` runs its `Eq`: a call back into the state from there skips the cache.
     pub(crate) fn insert(&self, hash: u64, key: K, cell: Arc<Shared>, rehash: impl Fn(&K) -> u64) {
         // `get_or_default` alone: inserts are rare next to lookups.
         #[cfg(not(loom))]
@@ -288,8 +291,8 @@ impl<K: Eq + Send> ReadCache<K> {
         match local.cells.find_entry(hash, |(cached, _)| *cached == key) {
             Ok(mut entry) => entry.get_mut().1 = cell,
             Err(_) => {
-                let rehash = |(cached, _): &(K, Arc<Shared>)| rehash(cached);
-                local.cells.insert_unique(hash, (key, cell), rehash);
+                let rehash_entry = |(cached, _): &(K, Arc<Shared>)| rehash(cached);
+                local.cells.insert_unique(hash, (key, cell), rehash_entry);
             }
         }
     }
