@@ -41,6 +41,7 @@ import os
 import platform
 import sys
 from pathlib import Path
+from statistics import median, pvariance
 
 WORKLOADS = ["hot-key", "uniform-1k", "uniform-100k", "gate", "churn"]
 IMPLEMENTATIONS = ["ours", "mutex", "dashmap-entry"]
@@ -163,25 +164,12 @@ def split(values: list[float]) -> tuple[list[float], list[float]]:
     for cut in range(1, len(ordered)):
         if logs[cut] == logs[cut - 1]:
             continue
-        cost = spread(logs[:cut]) + spread(logs[cut:])
+        # Population variance times size: each part's summed squared distance to its mean.
+        cost = (pvariance(logs[:cut]) * cut
+                + pvariance(logs[cut:]) * (len(logs) - cut))
         if cost < best_cost:
             best_cut, best_cost = cut, cost
     return ordered[:best_cut], ordered[best_cut:]
-
-
-def spread(values: list[float]) -> float:
-    """The summed squared distance of `values` to their mean."""
-    mean = sum(values) / len(values)
-    return sum((value - mean) ** 2 for value in values)
-
-
-def median(values: list[float]) -> float:
-    """The median of a non-empty list."""
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def ops(value: float | None) -> str:
