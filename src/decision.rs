@@ -78,7 +78,9 @@ pub enum BackendRecoveryRefusalReason {
 /// What a gate check sees for one backend: [`BackendRecoveryState::status`].
 ///
 /// Each variant says what the next crash of the backend would be answered at the same instant:
-/// after `Healthy`, a `Retry` with attempt 1 (a `Refuse` if the policy allows no retries);
+/// after `Healthy`, a `Retry` with attempt 1 (a `Refuse` if the policy allows no retries, or a
+/// [`CapacityExhausted`](BackendRecoveryRefusalReason::CapacityExhausted) one for a key a full
+/// state does not track);
 /// after `Recovering { crashes_in_window: n, .. }`, a `Retry` with attempt `n + 1` if the policy
 /// allows that many, else a `Refuse` with `window_remaining`; after `Unavailable`, a `Refuse`
 /// with the same `retry_after`.

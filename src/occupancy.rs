@@ -125,6 +125,25 @@ impl Occupancy {
         }
     }
 
+    /// The same count and purge schedule under a new cap: for a state given a cap after it
+    /// holds entries. A state that already holds `max_entries` or more keeps them, and refuses
+    /// new keys until removals or purges bring it under the cap.
+    pub(crate) fn with_cap(&self, max_entries: usize) -> Self {
+        let held = self.len();
+        let capped = Occupancy::new(max_entries);
+        match &capped.entries {
+            Count::Exact(entries) => entries.store(held, Ordering::Relaxed),
+            // At most the table's size, which fits an isize: a Vec could not hold more.
+            #[cfg(not(loom))]
+            Count::PerThread(locals) => locals
+                .get_or_default()
+                .add(isize::try_from(held).unwrap_or(isize::MAX)),
+        }
+        let purge_at = self.purge_at.load(Ordering::Relaxed);
+        capped.purge_at.store(purge_at, Ordering::Relaxed);
+        capped
+    }
+
     pub(crate) fn max_entries(&self) -> usize {
         self.max_entries
     }

@@ -42,11 +42,16 @@ use crate::table::Table;
 /// growing backoff); every further crash in that window with a `Refuse` carrying the rest of the
 /// window. The decisions are exactly those of the single-threaded spec, to the nanosecond, for
 /// any sequential history; concurrent calls behave as if they ran in some order consistent with
-/// real time.
+/// real time. One bound, from what the spec does not have (automatic purging, below): an
+/// automatic purge trusts the instant of the call that runs it, so a call whose instant is more
+/// than a budget window behind that one's may find its key's window purged, and opens a new one
+/// where the spec would have refused (within a window behind, the answers stay exact).
 ///
 /// Every method takes `&self`: put the state in an `Arc` (or a `static`) and call it from any
 /// number of worker threads. Keys are sharded; a crash of a backend that already has an entry
-/// takes no exclusive lock, and a gate check ([`status`](Self::status)) only loads.
+/// takes no exclusive lock, and a gate check ([`status`](Self::status)) only loads. A key's
+/// `Hash` and `Eq` run under a shard's lock, so they must not call back into the same state (as
+/// with a map behind a mutex, such a call can deadlock).
 ///
 /// Beyond the spec: [`record_crash_of`](Self::record_crash_of) counts the reports of one crash
 /// seen by several workers once; entries whose window has passed are purged by themselves, so
@@ -163,8 +168,12 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// window moves its own expiry later, so a client that comes back on time may be told to
     /// wait again. (A success, on the other hand, frees a place at once, before any hint runs
     /// out.)
+    ///
+    /// Meant for a new state, but given to one that holds entries it counts them: if they are
+    /// `max_entries` or more, it keeps them all and refuses new keys until successes or purges
+    /// bring it under the cap.
     pub fn with_max_entries(mut self, max_entries: usize) -> Self {
-        self.occupancy = Occupancy::new(max_entries);
+        self.occupancy = self.occupancy.with_cap(max_entries);
         self
     }
 
@@ -326,7 +335,10 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// What a gate check at `now` sees for `key`: serve it, or refuse it with a retry-after.
     ///
-    /// The answer agrees with what a crash at `now` would be told.
+    /// The answer agrees with what a crash at `now` would be told, except in a state that is full
+    /// (see [`with_max_entries`](Self::with_max_entries)): a check reserves no place, so a key
+    /// without an entry reads `Healthy` while its crash would be refused with
+    /// [`CapacityExhausted`](BackendRecoveryRefusalReason::CapacityExhausted).
     ///
     /// Read-only, and built to scale with cores: the first checks of a tracked key on a thread
     /// look it up under the shard's read guard, and one of them (about the 25th on a thread
@@ -367,8 +379,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// `record_crash` or `status` for any later call whose instant is not before `now`. (Calls
     /// with earlier instants, which the spec allows, could have found such an entry still open;
     /// automatic purging keeps a window's margin for them.) The one thing purging forgets is a
-    /// key's last incarnation: a report of it arriving after the purge, more than a window
-    /// after it was counted, counts as a new crash. Takes each shard's write guard in turn.
+    /// key's last incarnation (see [`record_crash_of`](Self::record_crash_of)): a report of it
+    /// arriving after the purge counts as a new crash, even one counted just before its window
+    /// closed. Takes each shard's write guard in turn.
     pub fn purge_expired(&self, now: Instant) -> usize {
         self.purge(self.epoch.ticks(now), self.policy.budget_window, Scan::Skip)
             .0

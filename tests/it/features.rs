@@ -356,3 +356,78 @@ fn a_lagging_crash_that_revives_a_tombstone_is_still_purged_on_time() {
     );
     assert!(s.is_empty());
 }
+
+/// A cap given to a state that already holds entries counts them: a success then frees a
+/// place (the count once restarted at zero, so it wrapped below zero here and the state
+/// refused every new key for good, and `snapshot` panicked), and a state holding more than
+/// the cap keeps its entries and refuses new keys until it is under the cap again.
+#[test]
+fn a_cap_given_to_a_state_with_entries_counts_them() {
+    let now = Instant::now();
+    let s = state();
+    assert!(s.record_crash("a", now).is_retry());
+    let s = s.with_max_entries(1);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.record_crash("b", now), full(2 * WINDOW));
+    s.record_success(&"a");
+    assert_eq!(s.len(), 0);
+    assert!(s.record_crash("b", now).is_retry());
+    assert_eq!(s.snapshot(now).len(), 1);
+
+    let s = state();
+    assert!(s.record_crash("a", now).is_retry());
+    assert!(s.record_crash("b", now).is_retry());
+    let s = s.with_max_entries(1);
+    assert_eq!(s.len(), 2, "a state over its new cap keeps what it holds");
+    assert_eq!(s.record_crash("c", now), full(2 * WINDOW));
+    assert_eq!(
+        s.record_crash("a", now),
+        refuse(WINDOW),
+        "tracked keys stay exact"
+    );
+    s.record_success(&"a");
+    assert_eq!(
+        s.record_crash("c", now),
+        full(2 * WINDOW),
+        "one entry is still the cap"
+    );
+    s.record_success(&"b");
+    assert!(s.record_crash("c", now).is_retry());
+
+    // No cap at all (`usize::MAX`) keeps the count too.
+    let s = state();
+    assert!(s.record_crash("a", now).is_retry());
+    let s = s.with_max_entries(usize::MAX);
+    assert_eq!((s.len(), s.max_entries()), (1, None));
+    s.record_success(&"a");
+    assert!(s.is_empty());
+}
+
+/// Automatic purges trust the instant of the insert that runs them, keeping entries whose
+/// window started within two windows of it. So a call up to one window behind an earlier one
+/// still finds its window, exactly as the spec would; a call further behind may find it
+/// purged, and its crash opens a new window (the spec, which never purges, would refuse it).
+#[test]
+fn an_instant_far_behind_an_automatic_purge_finds_its_window_purged() {
+    let run = |ahead: Duration| {
+        let now = Instant::now();
+        let s =
+            BackendRecoveryState::<u32>::with_policy(BackendRecoveryPolicy::new(BACKOFF, WINDOW));
+        assert!(s.record_crash(0, now).is_retry());
+        // Enough new keys at `now + ahead` for an automatic purge (after 1,024 inserts).
+        for key in 1..=1_100 {
+            assert!(s.record_crash(key, now + ahead).is_retry());
+        }
+        (s.record_crash(0, now + secs(1)), s.metrics().entries_purged)
+    };
+    assert_eq!(
+        run(WINDOW),
+        (refuse(WINDOW - secs(1)), 0),
+        "one window behind: nothing purged, exact"
+    );
+    assert_eq!(
+        run(secs(40 * 365 * 86_400)),
+        (retry(BACKOFF, 1), 1),
+        "decades behind: key 0 purged, a new window"
+    );
+}
