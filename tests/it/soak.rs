@@ -122,21 +122,26 @@ fn soak_stays_bounded_and_counts_every_report_once() {
         let started = Instant::now();
         let mut phases = 0;
         let mut highest = 0;
+        // The first phase that ended over the bound: the workers are stopped before it is
+        // asserted, since a panic here would leave them waiting at the barrier for ever.
+        let mut over = None;
         loop {
             barrier.wait(); // release a phase
             barrier.wait(); // every thread finished it: the state is quiet
             phases += 1;
             let len = state.len();
             highest = highest.max(len);
-            assert!(
-                len <= bound,
-                "len {len} over the bound {bound} after phase {phases}"
-            );
-            if phases >= MIN_PHASES && started.elapsed() >= run_for {
+            if len > bound {
+                over = Some((len, phases));
+            }
+            if over.is_some() || (phases >= MIN_PHASES && started.elapsed() >= run_for) {
                 stop.store(true, Ordering::SeqCst);
                 barrier.wait();
                 break;
             }
+        }
+        if let Some((len, phase)) = over {
+            panic!("len {len} over the bound {bound} after phase {phase}");
         }
         let churned = next_new_key.load(Ordering::Relaxed) - HOT_KEYS;
         eprintln!(
