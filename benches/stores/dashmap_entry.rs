@@ -11,7 +11,9 @@ use dashmap::DashMap;
 use super::spec_entry::SpecEntry;
 use super::{Key, Store};
 
-/// The spec's entries in a sharded map with dashmap's default shard count, as ours has.
+/// The spec's entries in a sharded map with dashmap's default shard count, as a user's first
+/// version would have: four per available core, rounded up to a power of two (8 on the 2-core
+/// machine of the README's figures). Ours has 256 shards (`src/table.rs` says why).
 #[derive(Debug)]
 pub(crate) struct DashMapEntryStore {
     policy: BackendRecoveryPolicy,

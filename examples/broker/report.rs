@@ -308,7 +308,7 @@ const LEGEND: [&str; 7] = [
     "crashes   backend deaths                     reports   crash reports by every thread that saw one",
     "dups      reports of a death already counted: record_crash_of counted each death once",
     "retries   deaths granted a respawn (Retry)   refusals  deaths refused for the window (Refuse)",
-    "respawns  one per Retry, after the backoff   reopens   on the first Hello after a refused window",
+    "respawns  at most 1 per Retry, after backoff reopens   on the first Hello after a refused window",
 ];
 
 /// Prints the summary to stdout.
