@@ -7,6 +7,7 @@
 #   LOOM_MAX_PREEMPTIONS=unbounded bash loom-tests/run.sh   # exhaustive: about 20 s on 2 cores
 #   bash loom-tests/run.sh --test first_crash       # extra arguments go to `cargo test`
 #   bash loom-tests/run.sh -- --test-threads=1      # ...including the test harness's own
+# A run in which no model reports passing fails, so that models compiled out cannot pass.
 #
 # The teeth model needs a bound of at least 1: the double Retry takes one preemption between
 # the broken cell's load and store, so with 0 loom finds nothing and that test fails.
@@ -28,7 +29,17 @@ else
   export LOOM_MAX_PREEMPTIONS
 fi
 export RUSTFLAGS="--cfg loom -C debug-assertions ${RUSTFLAGS:-}"
+# Cargo prefers CARGO_ENCODED_RUSTFLAGS to RUSTFLAGS: if the environment set it, `--cfg loom`
+# would be dropped and every model file compiled out, passing with no model run.
+unset CARGO_ENCODED_RUSTFLAGS
 # Show each model's name, bound and interleaving count even when it passes.
 export RUST_TEST_NOCAPTURE="${RUST_TEST_NOCAPTURE:-1}"
 
-exec cargo test --release -p backend-recovery-loom-tests --target-dir target/loom "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --release -p backend-recovery-loom-tests --target-dir target/loom "$@" 2>&1 | tee "$log"
+# Every model reports itself through `run_model`; a run that reports none checked nothing.
+if ! grep -q '^loom model .*: passed' "$log"; then
+  echo "loom-tests/run.sh: no loom model ran (was --cfg loom dropped?)" >&2
+  exit 1
+fi

@@ -13,7 +13,8 @@
 //! - `run_model` (loom builds only): the one way a model enters loom, and `failure_of` for the
 //!   teeth models, which must fail.
 //!
-//! Everything but the loom parts also builds, and is unit-tested, in a plain `cargo test`.
+//! Everything but the loom parts also builds, and is unit-tested, without loom
+//! (`cargo test -p backend-recovery-loom-tests`); `run.sh` runs the same unit tests under loom.
 
 mod hashers;
 #[cfg(loom)]
