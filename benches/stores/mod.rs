@@ -6,10 +6,11 @@
 //!   `entry()` ([`DashMapEntryStore`]).
 //!
 //! All three use `u64` keys and std's `RandomState` (SipHash-1-3), so they differ only in how
-//! they synchronise (which includes how many shards: dashmap-entry keeps dashmap's default). `u64` rather than the crate's `BackendKey` or a `String`: `record_crash`
-//! takes its key by value, so a string key would cost every crash an allocation, a copy and a
-//! free outside any lock, the same in all three, which would only dilute the differences being
-//! measured (and add the allocator's own contention). A short key is also the conservative
+//! they synchronise (which includes how many shards: dashmap-entry keeps dashmap's default).
+//! `u64` rather than the crate's `BackendKey` or a `String`: `record_crash` takes its key by
+//! value, so a string key would cost every crash an allocation, a copy and a free outside any
+//! lock, the same in all three, which would only dilute the differences being measured (and add
+//! the allocator's own contention). A short key is also the conservative
 //! choice against the mutex baseline: it hashes under its lock, where a longer key would lengthen
 //! its critical section, while the sharded maps hash before locking.
 
