@@ -9,7 +9,8 @@
 //!
 //! (The automatic purge that inserts run once the state holds 1024 entries, the threshold in the
 //! crate's `occupancy.rs`, is not modelled: a loom model with a thousand entries replays them in
-//! every interleaving and exceeds loom's branch budget. It shares `purge` with these models.)
+//! every interleaving and exceeds loom's branch budget. It shares `purge` with these models,
+//! and the last of them races two purges, as a helping thread's purge races the lead's.)
 #![cfg(loom)]
 
 use std::time::{Duration, Instant};
@@ -197,6 +198,39 @@ fn purge_races_two_crashes_of_the_expired_key() {
                 );
                 assert_eq!(history.len, 1, "{history:#?}");
                 assert!(!history.final_status(0).is_available(), "{history:#?}");
+            },
+        );
+}
+
+// Model 9 with two purges: what an automatic purge's "help" does while another thread leads
+// one (`occupancy.rs`), here with `purge_expired` on both sides, and a crash of the expired key.
+// One key, because a purge is not atomic across keys (it takes one shard at a time), which the
+// reference's purge is. The entry is purged at most once (the counters and `len` of some
+// sequential order), and with the cap at one entry its place is given back once: a crash after
+// the purge finds it again, and a place given back twice would show in `len`.
+#[test]
+fn two_purges_race_each_other_and_a_crash() {
+    let base = Instant::now();
+    let end = base + WINDOW;
+    Scenario::new(model_policy())
+        .max_entries(1)
+        .setup([Op::Crash(KEY, base)])
+        .thread([Op::Purge(end)])
+        .thread([Op::Purge(end)])
+        .thread([Op::Crash(KEY, end)])
+        .after([Op::Status(KEY, end)])
+        .check(
+            "model 9: two purges vs a crash of the expired key, 3 threads",
+            fixed_state,
+            |history| {
+                assert_eq!(history.decision(2, 0), &retry(), "{history:#?}");
+                assert_eq!(history.len, 1, "{history:#?}");
+                assert_eq!(
+                    history.metrics.entries_purged as usize,
+                    history.purged(0, 0) + history.purged(1, 0),
+                    "{history:#?}"
+                );
+                assert!(history.metrics.entries_purged <= 1, "{history:#?}");
             },
         );
 }
