@@ -208,6 +208,20 @@ fn policy(seed: u64) -> BackendRecoveryPolicy {
     policy
 }
 
+/// Makes `call` on `state`, numbering its invocation and response in `sequence`.
+fn record(call: Call, state: &BackendRecoveryState<u8>, sequence: &AtomicU64) -> Event {
+    // SeqCst: the sequence must order events as real time does.
+    let invoked = sequence.fetch_add(1, Ordering::SeqCst);
+    let response = call.apply_to_state(state);
+    let returned = sequence.fetch_add(1, Ordering::SeqCst);
+    Event {
+        call,
+        response,
+        invoked,
+        returned,
+    }
+}
+
 /// Gate checks of each key a thread makes before a warm history starts: more than enough for
 /// the read cache to admit a key a thread looks up alone (22 lookups on a fresh thread; see the
 /// README's testing section), so the history's operations go through each thread's cache until
@@ -232,16 +246,7 @@ fn run_history(
     let mut events = Vec::with_capacity(THREADS * OPS_PER_THREAD + usize::from(KEYS));
     if warm {
         for key in 0..KEYS {
-            let call = Call::Crash { key, at: base };
-            let invoked = sequence.fetch_add(1, Ordering::SeqCst);
-            let response = call.apply_to_state(state);
-            let returned = sequence.fetch_add(1, Ordering::SeqCst);
-            events.push(Event {
-                call,
-                response,
-                invoked,
-                returned,
-            });
+            events.push(record(Call::Crash { key, at: base }, state, &sequence));
         }
     }
     std::thread::scope(|scope| {
@@ -283,16 +288,7 @@ fn run_history(
                             7..=8 => Call::Status { key, at },
                             _ => Call::Purge { at },
                         };
-                        // SeqCst: the sequence must order events as real time does.
-                        let invoked = sequence.fetch_add(1, Ordering::SeqCst);
-                        let response = call.apply_to_state(state);
-                        let returned = sequence.fetch_add(1, Ordering::SeqCst);
-                        events.push(Event {
-                            call,
-                            response,
-                            invoked,
-                            returned,
-                        });
+                        events.push(record(call, state, sequence));
                     }
                     events
                 })
