@@ -52,17 +52,16 @@ pub(crate) const CAPACITY: usize = 4096;
 /// in it and how many times in a row that hash came back to it. 8 KiB per thread and state.
 const FILTER: usize = 1024;
 
-/// Counted table lookups of a key (one in about [`SAMPLE`] is counted), on one thread and in
-/// quick succession (its filter slot not taken by another hash in between), after which its
-/// cell is cached. Why not two: a backend that is crashed, crashed again, checked once and
-/// forgotten (the churn bench's keys, met two or three times in their life, soon after each
-/// other when eight threads share the work) was cached on its second lookup; making it rich
-/// and caching it cost more than those lookups (an eighth of churn's time at 8 threads under
-/// `perf`), and it was never read again. A key met over and over in a short while (a crash
-/// storm, a backend every Hello checks) is worth caching. With 1,000
-/// keys in turn a key needs some twenty counted lookups to be cached (its slot survives the
-/// 1,000 counted lookups between two of them about a third of the time), which [`SAMPLE`] makes
-/// some 160 lookups of it.
+/// Counted table lookups of a key (one in about [`SAMPLE`] is counted), on one thread and in quick
+/// succession (its filter slot not taken by another hash in between), after which its cell is
+/// cached. Why not two: a backend that is crashed, crashed again, checked once and forgotten (the
+/// churn bench's keys, met two or three times in their life, soon after each other when eight
+/// threads share the work) was cached on its second lookup; making it rich and caching it cost more
+/// than those lookups (an eighth of churn's time at 8 threads under `perf`), and it was never read
+/// again. A key met over and over in a short while (a crash storm, a backend every Hello checks) is
+/// worth caching. With 1,000 keys in turn a key needs some twenty counted lookups to be cached (its
+/// slot survives the 1,000 counted lookups between two of them about a third of the time), which
+/// [`SAMPLE`] makes some 160 lookups of it.
 /// Under loom, two, as before: loom model 12 (`loom-tests/tests/cached_status.rs`) caches its
 /// keys with two lookups per thread, which keeps its interleavings few, and would not reach the
 /// cache with four; how many lookups admit a key does not change the protocol.
