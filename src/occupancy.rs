@@ -60,12 +60,18 @@ pub(crate) enum PurgeDue {
 ///
 /// Orderings: each counter is one location updated by read-modify-writes, whose coherence is
 /// all the logic needs; the entries themselves are ordered by the table's shard locks. So every
-/// operation is `Relaxed`.
+/// operation is `Relaxed`, except the purge flag's: a lead lowers it with `Release` and the next
+/// lead raises it with `Acquire`, so that the next lead reads the threshold the last one set and
+/// a count that includes its removals (loom model 14: with `Relaxed`, a thread could lead a
+/// second purge on a stale count and threshold, and set the next threshold from that count).
 #[derive(Debug)]
 pub(crate) struct Occupancy {
     entries: Count,
     max_entries: usize,
     purge_at: AtomicUsize,
+    /// [`SLACK`], except in the loom models of the automatic purge, which cannot insert a
+    /// thousand keys (see [`Occupancy::with_slack`]).
+    slack: usize,
     /// `true` while a thread leads a purge.
     purging: AtomicBool,
     /// Tick before which purging cannot free a place, learnt from the last purge a full state
@@ -120,6 +126,7 @@ impl Occupancy {
             entries: Count::new(max_entries),
             max_entries,
             purge_at: AtomicUsize::new(SLACK),
+            slack: SLACK,
             purging: AtomicBool::new(false),
             no_purge_before: AtomicU64::new(0),
         }
@@ -141,7 +148,32 @@ impl Occupancy {
         }
         let purge_at = self.purge_at.load(Ordering::Relaxed);
         capped.purge_at.store(purge_at, Ordering::Relaxed);
-        capped
+        Occupancy {
+            slack: self.slack,
+            ..capped
+        }
+    }
+
+    /// The same occupancy with `slack` in place of [`SLACK`], for the loom models of the
+    /// automatic purge: with a few keys, a purge falls due after `slack` inserts. For a new
+    /// state only (it restarts the schedule).
+    #[cfg(loom)]
+    pub(crate) fn with_slack(self, slack: usize) -> Self {
+        Occupancy {
+            purge_at: AtomicUsize::new(slack),
+            slack,
+            ..self
+        }
+    }
+
+    /// The next automatic purge's threshold, and whether a thread leads one now: for the loom
+    /// models' checks.
+    #[cfg(loom)]
+    pub(crate) fn schedule(&self) -> (usize, bool) {
+        (
+            self.purge_at.load(Ordering::Relaxed),
+            self.purging.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn max_entries(&self) -> usize {
@@ -217,10 +249,17 @@ impl Occupancy {
             PurgeDue::No
         } else if self
             .purging
-            .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            PurgeDue::Lead
+            // The threshold and count read above may predate the last lead's end; read them
+            // again now that its writes are visible, and lead only if a purge is still due.
+            if self.len() < self.purge_at.load(Ordering::Relaxed) {
+                self.purging.store(false, Ordering::Release);
+                PurgeDue::No
+            } else {
+                PurgeDue::Lead
+            }
         } else if len >= threshold.saturating_mul(2) {
             PurgeDue::Help
         } else {
@@ -248,9 +287,9 @@ impl Occupancy {
         let survivors = self.len();
         let next = survivors
             .saturating_mul(2)
-            .max(survivors.saturating_add(SLACK));
+            .max(survivors.saturating_add(self.slack));
         self.purge_at.store(next, Ordering::Relaxed);
-        self.purging.store(false, Ordering::Relaxed);
+        self.purging.store(false, Ordering::Release);
     }
 }
 

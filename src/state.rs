@@ -202,6 +202,24 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         self
     }
 
+    /// The same state with its automatic purges due after `slack` inserts instead of 1,024
+    /// (`occupancy.rs`), so that a loom model reaches them with a few keys. Loom builds only;
+    /// for a new state.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_purge_slack(mut self, slack: usize) -> Self {
+        self.occupancy = self.occupancy.with_slack(slack);
+        self
+    }
+
+    /// The entry count at which the next automatic purge falls due, and whether a thread leads
+    /// one now. Loom builds only, for the models' checks.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn automatic_purge_schedule(&self) -> (usize, bool) {
+        self.occupancy.schedule()
+    }
+
     /// Records one observed crash of `key` at `now` and returns the recovery decision.
     ///
     /// The first crash in a budget window is granted a retry after the backoff; a later crash

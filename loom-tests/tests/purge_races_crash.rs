@@ -7,10 +7,9 @@
 //! it, and nothing may be lost: no crash counted into an entry the purge then drops, no live
 //! entry purged, `len()` and every status those of some sequential order.
 //!
-//! (The automatic purge that inserts run once the state holds 1024 entries, the threshold in the
-//! crate's `occupancy.rs`, is not modelled: a loom model with a thousand entries replays them in
-//! every interleaving and exceeds loom's branch budget. It shares `purge` with these models,
-//! and the last of them races two purges, as a helping thread's purge races the lead's.)
+//! (The automatic purge that inserts run shares `purge` with these models; the last of them
+//! races two purges, as a helping thread's purge races the lead's. What triggers it, the lead
+//! and the help, is model 14, `automatic_purge.rs`.)
 #![cfg(loom)]
 
 use std::time::{Duration, Instant};
