@@ -4,9 +4,12 @@
 //! main thread publishes a step count and opens the `start` barrier; every worker runs that many
 //! steps of its lane and meets the main thread at the `done` barrier. The time from opening
 //! `start` to passing `done` is the sample; it includes one barrier round trip, a few
-//! microseconds against samples of milliseconds.
+//! microseconds against samples of milliseconds. A worker whose lane panics still meets the
+//! others at both barriers and the main thread then fails the bench, rather than waiting forever
+//! for it (checked by hand with a panic injected into a lane: exit 101, not a hang).
 
 use std::hint::black_box;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle};
@@ -26,6 +29,9 @@ struct Shared {
     /// Steps each worker runs in the current sample.
     steps: AtomicU64,
     stop: AtomicBool,
+    /// Set by a worker whose lane panicked. It still meets the others at every barrier, so
+    /// the main thread fails the bench instead of waiting for it forever.
+    failed: AtomicBool,
 }
 
 /// A store, pre-populated for a workload, and one parked thread per lane.
@@ -45,6 +51,7 @@ impl Workers {
             done: Barrier::new(threads + 1),
             steps: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         });
         let handles = lanes
             .into_iter()
@@ -58,9 +65,15 @@ impl Workers {
                             return;
                         }
                         let steps = shared.steps.load(Ordering::Relaxed);
-                        lane.run(&*store, steps, |answer| {
-                            black_box(answer);
-                        });
+                        let run = panic::catch_unwind(AssertUnwindSafe(|| {
+                            lane.run(&*store, steps, |answer| {
+                                black_box(answer);
+                            });
+                        }));
+                        if run.is_err() {
+                            // The panic message is already printed; the main thread fails.
+                            shared.failed.store(true, Ordering::Relaxed);
+                        }
                         shared.done.wait();
                     }
                 })
@@ -76,7 +89,13 @@ impl Workers {
         let started = Instant::now();
         self.shared.start.wait();
         self.shared.done.wait();
-        started.elapsed()
+        let elapsed = started.elapsed();
+        // Relaxed: the barrier orders the workers' stores before this load.
+        assert!(
+            !self.shared.failed.load(Ordering::Relaxed),
+            "a worker panicked (its message is above)"
+        );
+        elapsed
     }
 }
 
