@@ -112,25 +112,33 @@ fn check_after_threads(
     panic!("six inserts never reached the threshold {threshold}");
 }
 
+/// Model 14's run: this thread crashes [`A`] while another crashes `theirs` in turn, all new
+/// keys at three windows after [`OLD`]'s crash; then the checks of [`check_after_threads`].
+fn race(name: &str, theirs: &'static [Key]) {
+    run_model(name, move || {
+        let base = Instant::now();
+        let at = base + 3 * WINDOW;
+        let state = Arc::new(state_holding_old(base));
+        let other = {
+            let state = Arc::clone(&state);
+            loom::thread::spawn(move || {
+                let crash = |key| state.record_crash(key, at);
+                theirs.iter().copied().map(crash).collect::<Vec<_>>()
+            })
+        };
+        let mut decisions = vec![state.record_crash(A, at)];
+        decisions.extend(other.join().expect("the model's thread panicked"));
+        let mut keys = vec![A];
+        keys.extend_from_slice(theirs);
+        check_after_threads(&state, &keys, &decisions, at);
+    });
+}
+
 /// Two threads each insert one key: the first insert to find the count at 2 leads the purge of
 /// [`OLD`]; the other finds the flag taken or the purge done.
 #[test]
 fn two_inserts_race_for_the_lead() {
-    run_model(
-        "14: two inserts race for the automatic purge's lead",
-        || {
-            let base = Instant::now();
-            let at = base + 3 * WINDOW;
-            let state = Arc::new(state_holding_old(base));
-            let other = {
-                let state = Arc::clone(&state);
-                loom::thread::spawn(move || state.record_crash(B, at))
-            };
-            let mine = state.record_crash(A, at);
-            let theirs = other.join().expect("the model's thread panicked");
-            check_after_threads(&state, &[A, B], &[mine, theirs], at);
-        },
-    );
+    race("14: two inserts race for the automatic purge's lead", &[B]);
 }
 
 /// One thread inserts one key while the other inserts two: with [`OLD`] and all three keys the
@@ -138,19 +146,8 @@ fn two_inserts_race_for_the_lead() {
 /// and two purges race to remove [`OLD`].
 #[test]
 fn an_insert_helps_a_running_purge() {
-    run_model(
+    race(
         "14: an insert past twice the threshold helps a running purge",
-        || {
-            let base = Instant::now();
-            let at = base + 3 * WINDOW;
-            let state = Arc::new(state_holding_old(base));
-            let other = {
-                let state = Arc::clone(&state);
-                loom::thread::spawn(move || [state.record_crash(B, at), state.record_crash(C, at)])
-            };
-            let mine = state.record_crash(A, at);
-            let [b, c] = other.join().expect("the model's thread panicked");
-            check_after_threads(&state, &[A, B, C], &[mine, b, c], at);
-        },
+        &[B, C],
     );
 }
