@@ -60,10 +60,15 @@ pub(crate) enum PurgeDue {
 ///
 /// Orderings: each counter is one location updated by read-modify-writes, whose coherence is
 /// all the logic needs; the entries themselves are ordered by the table's shard locks. So every
-/// operation is `Relaxed`, except the purge flag's: a lead lowers it with `Release` and the next
-/// lead raises it with `Acquire`, so that the next lead reads the threshold the last one set and
-/// a count that includes its removals (loom model 14: with `Relaxed`, a thread could lead a
-/// second purge on a stale count and threshold, and set the next threshold from that count).
+/// operation is `Relaxed`. What keeps a lead's survivor count (read in [`Occupancy::purged`])
+/// from missing the removals of a purge running beside it is the table's: a purge reads each
+/// shard's purge bound with `Acquire`, which another purge stores with `Release` after its
+/// removals from that shard (an insert's `fetch_min` on it, a read-modify-write, keeps that
+/// store's release sequence), or takes the shard's lock. Loom model 14: with the bounds
+/// `Relaxed`, a lead that skipped a shard another purge (a helper's, or the lead's before it)
+/// had just emptied counted the removed entry and set the next threshold from it. (A thread that wins the flag just after a
+/// lead lowered it may still read the old threshold and lead a purge that finds nothing: a
+/// wasted scan, no wrong answer.)
 #[derive(Debug)]
 pub(crate) struct Occupancy {
     entries: Count,
@@ -249,17 +254,10 @@ impl Occupancy {
             PurgeDue::No
         } else if self
             .purging
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            // The threshold and count read above may predate the last lead's end; read them
-            // again now that its writes are visible, and lead only if a purge is still due.
-            if self.len() < self.purge_at.load(Ordering::Relaxed) {
-                self.purging.store(false, Ordering::Release);
-                PurgeDue::No
-            } else {
-                PurgeDue::Lead
-            }
+            PurgeDue::Lead
         } else if len >= threshold.saturating_mul(2) {
             PurgeDue::Help
         } else {
@@ -289,7 +287,7 @@ impl Occupancy {
             .saturating_mul(2)
             .max(survivors.saturating_add(self.slack));
         self.purge_at.store(next, Ordering::Relaxed);
-        self.purging.store(false, Ordering::Release);
+        self.purging.store(false, Ordering::Relaxed);
     }
 }
 

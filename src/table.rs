@@ -393,7 +393,8 @@ where
         let mut earliest = u64::MAX;
         for shard in self.shards.iter() {
             // Acquire, with the `Release` below: a purge that skips a shard another purge has
-            // just emptied sees that purge's removals counted (`occupancy.rs`; loom model 14).
+            // just emptied sees that purge's removals counted, so the lead's survivor count is
+            // not stale (see `Occupancy`'s orderings; loom model 14).
             let bound = shard.purgeable_from.load(Ordering::Acquire);
             if cutoff.is_none_or(|cutoff| bound > cutoff) {
                 earliest = earliest.min(bound);

@@ -9,8 +9,8 @@
 //! `max(2 * survivors, survivors + 1)` entries.
 //!
 //! What must hold in every interleaving:
-//! - decisions and final statuses are the spec's (the reference's), purged entries included:
-//!   an expired entry decides like a missing one;
+//! - decisions and final statuses are the spec's, written out here (each new key's first crash
+//!   is a retry, the old key is healthy, the new ones recovering): purging changes none;
 //! - each entry two windows old is purged exactly once, and no live entry is: `len()`, the
 //!   entries left and the purge counter agree;
 //! - the count stays exact: `len()` equals the entries a snapshot lists;
