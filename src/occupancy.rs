@@ -66,9 +66,9 @@ pub(crate) enum PurgeDue {
 /// removals from that shard (an insert's `fetch_min` on it, a read-modify-write, keeps that
 /// store's release sequence), or takes the shard's lock. Loom model 14: with the bounds
 /// `Relaxed`, a lead that skipped a shard another purge (a helper's, or the lead's before it)
-/// had just emptied counted the removed entry and set the next threshold from it. (A thread that wins the flag just after a
-/// lead lowered it may still read the old threshold and lead a purge that finds nothing: a
-/// wasted scan, no wrong answer.)
+/// had just emptied counted the removed entry and set the next threshold from it. (A thread
+/// that wins the flag just after a lead lowered it may still read the old threshold and lead a
+/// purge that finds nothing: a wasted scan, no wrong answer.)
 #[derive(Debug)]
 pub(crate) struct Occupancy {
     entries: Count,
