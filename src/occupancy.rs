@@ -151,9 +151,8 @@ impl Occupancy {
                 .get_or_default()
                 .add(isize::try_from(held).unwrap_or(isize::MAX)),
         }
-        let purge_at = self.purge_at.load(Ordering::Relaxed);
-        capped.purge_at.store(purge_at, Ordering::Relaxed);
         Occupancy {
+            purge_at: AtomicUsize::new(self.purge_at.load(Ordering::Relaxed)),
             slack: self.slack,
             ..capped
         }

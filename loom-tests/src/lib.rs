@@ -29,5 +29,6 @@ pub use hashers::{ConstantHasher, FixedHasher, OneShard, fixed_state, one_shard_
 pub use model::{failure_of, run_model};
 pub use reference::ReferenceModel;
 pub use scenario::{
-    BACKOFF, History, Key, Op, Outcome, RETRIES, Scenario, WINDOW, model_policy, multi_retry_policy,
+    BACKOFF, History, Key, Op, Outcome, RETRIES, Scenario, WINDOW, first_retry, model_policy,
+    multi_retry_policy,
 };

@@ -31,6 +31,15 @@ pub fn model_policy() -> BackendRecoveryPolicy {
     BackendRecoveryPolicy::new(BACKOFF, WINDOW)
 }
 
+/// The decision [`model_policy`] gives a key's first crash in a window: a retry after
+/// [`BACKOFF`].
+pub fn first_retry() -> BackendRecoveryDecision {
+    BackendRecoveryDecision::Retry {
+        retry_after: BACKOFF,
+        attempt: 1,
+    }
+}
+
 /// Retries per window of [`multi_retry_policy`].
 pub const RETRIES: u32 = 2;
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use backend_recovery::{BackendRecoveryDecision, BackendRecoveryState, BackendRecoveryStatus};
 use backend_recovery_loom_tests::{
-    BACKOFF, FixedHasher, Key, WINDOW, fixed_state, model_policy, run_model,
+    FixedHasher, Key, WINDOW, first_retry, fixed_state, model_policy, run_model,
 };
 use loom::sync::Arc;
 
@@ -34,13 +34,6 @@ const B: Key = "compiler";
 const C: Key = "linker";
 /// Crashed after the threads, once its predecessors are purgeable in turn.
 const LATER: Key = "renderer";
-
-fn retry() -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Retry {
-        retry_after: BACKOFF,
-        attempt: 1,
-    }
-}
 
 fn recovering(status: &BackendRecoveryStatus) -> bool {
     matches!(
@@ -56,7 +49,7 @@ fn recovering(status: &BackendRecoveryStatus) -> bool {
 /// that first purge is 2.
 fn state_holding_old(base: Instant) -> BackendRecoveryState<Key, FixedHasher> {
     let state = fixed_state(model_policy()).with_purge_slack(1);
-    assert_eq!(state.record_crash(OLD, base), retry());
+    assert_eq!(state.record_crash(OLD, base), first_retry());
     assert_eq!(state.automatic_purge_schedule(), (2, false));
     state
 }
@@ -70,7 +63,7 @@ fn check_after_threads(
     at: Instant,
 ) {
     for decision in decisions {
-        assert_eq!(decision, &retry(), "a new key's first crash");
+        assert_eq!(decision, &first_retry(), "a new key's first crash");
     }
     assert_eq!(state.status(&OLD, at), BackendRecoveryStatus::Healthy);
     for key in keys {
@@ -97,7 +90,7 @@ fn check_after_threads(
     let later = at + 3 * WINDOW;
     for (inserted, key) in [LATER, "a", "b", "c", "d", "e"].into_iter().enumerate() {
         let before = state.len();
-        assert_eq!(state.record_crash(key, later), retry());
+        assert_eq!(state.record_crash(key, later), first_retry());
         if before + 1 >= threshold {
             assert_eq!(
                 state.metrics().entries_purged,

@@ -14,18 +14,11 @@ use backend_recovery::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
 use backend_recovery_loom_tests::{
-    BACKOFF, History, Key, Op, Scenario, WINDOW, fixed_state, model_policy, one_shard_state,
+    History, Key, Op, Scenario, WINDOW, first_retry, fixed_state, model_policy, one_shard_state,
 };
 
 const A: Key = "indexer";
 const B: Key = "compiler";
-
-fn retry() -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Retry {
-        retry_after: BACKOFF,
-        attempt: 1,
-    }
-}
 
 fn full(retry_after: Duration) -> BackendRecoveryDecision {
     BackendRecoveryDecision::Refuse {
@@ -43,7 +36,7 @@ fn one_place_one_key(history: &History) {
     } else {
         (1, 0)
     };
-    assert_eq!(history.decision(tracked, 0), &retry(), "{history:#?}");
+    assert_eq!(history.decision(tracked, 0), &first_retry(), "{history:#?}");
     assert_eq!(
         history.decision(refused, 0),
         &full(2 * WINDOW),
@@ -164,7 +157,7 @@ fn purge_races_an_insert_into_a_full_state() {
             "model 10: purge vs insert into a full state",
             fixed_state,
             |history| {
-                assert_eq!(history.decision(1, 0), &retry(), "{history:#?}");
+                assert_eq!(history.decision(1, 0), &first_retry(), "{history:#?}");
                 assert_eq!(history.len, 1, "{history:#?}");
             },
         );

@@ -18,7 +18,7 @@ use backend_recovery::{
     BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
 use backend_recovery_loom_tests::{
-    BACKOFF, History, Key, Op, Scenario, WINDOW, fixed_state, model_policy, one_shard_state,
+    History, Key, Op, Scenario, WINDOW, first_retry, fixed_state, model_policy, one_shard_state,
 };
 
 const KEY: Key = "indexer";
@@ -73,13 +73,6 @@ where
     });
 }
 
-fn retry() -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Retry {
-        retry_after: BACKOFF,
-        attempt: 1,
-    }
-}
-
 // Model 9: the key's window closes at `end`; at `end` one thread purges while the other
 // crashes the key. Purge first: the entry goes and the crash inserts it again. Crash first: it
 // reopens the window and the purge keeps the entry. Either way: a retry, and one live entry.
@@ -92,7 +85,7 @@ fn purge_races_a_crash_of_the_expired_key() {
         .thread([Op::Purge(end)])
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)]);
-    assert_eq!(decision_in_every_order(&scenario, 1), retry());
+    assert_eq!(decision_in_every_order(&scenario, 1), first_retry());
     check_purge_vs_crash(
         scenario,
         "model 9: purge vs crash of the expired key",
@@ -111,7 +104,7 @@ fn purge_races_a_report_of_the_expired_key() {
         .thread([Op::Purge(end)])
         .thread([Op::CrashOf(KEY, 2, end)])
         .after([Op::Status(KEY, end)]);
-    assert_eq!(decision_in_every_order(&scenario, 1), retry());
+    assert_eq!(decision_in_every_order(&scenario, 1), first_retry());
     check_purge_vs_crash(
         scenario,
         "model 9: purge vs report of the expired key",
@@ -130,7 +123,7 @@ fn purge_races_an_insert_in_the_same_shard() {
         .thread([Op::Purge(end)])
         .thread([Op::Crash(OTHER, end)])
         .after([Op::Status(KEY, end), Op::Status(OTHER, end)]);
-    assert_eq!(decision_in_every_order(&scenario, 1), retry());
+    assert_eq!(decision_in_every_order(&scenario, 1), first_retry());
     check_purge_vs_crash(
         scenario,
         "model 9: purge vs insert in the same shard",
@@ -186,7 +179,7 @@ fn purge_races_two_crashes_of_the_expired_key() {
             |history| {
                 let mut decisions = [history.decision(1, 0), history.decision(2, 0)];
                 decisions.sort_by_key(|d| !d.is_retry());
-                assert_eq!(decisions[0], &retry(), "{history:#?}");
+                assert_eq!(decisions[0], &first_retry(), "{history:#?}");
                 assert_eq!(
                     decisions[1],
                     &BackendRecoveryDecision::Refuse {
@@ -222,7 +215,7 @@ fn two_purges_race_each_other_and_a_crash() {
             "model 9: two purges vs a crash of the expired key, 3 threads",
             fixed_state,
             |history| {
-                assert_eq!(history.decision(2, 0), &retry(), "{history:#?}");
+                assert_eq!(history.decision(2, 0), &first_retry(), "{history:#?}");
                 assert_eq!(history.len, 1, "{history:#?}");
                 assert_eq!(
                     history.metrics.entries_purged as usize,
