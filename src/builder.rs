@@ -42,6 +42,8 @@ pub struct BackendRecoveryPolicyBuilder {
     retries_per_window: u32,
     exponential: Option<(f64, Duration)>,
     jitter: f64,
+    min_uptime: Duration,
+    launch_timeout: Option<Duration>,
 }
 
 /// A policy setting that makes no sense, from [`BackendRecoveryPolicyBuilder::build`].
@@ -108,6 +110,8 @@ impl BackendRecoveryPolicyBuilder {
             retries_per_window: spec.retries_per_window,
             exponential: None,
             jitter: 0.0,
+            min_uptime: spec.min_uptime,
+            launch_timeout: None,
         }
     }
 
@@ -140,6 +144,21 @@ impl BackendRecoveryPolicyBuilder {
     /// by an amount fixed per key and attempt; never past an exponential cap.
     pub fn jitter(mut self, fraction: f64) -> Self {
         self.jitter = fraction;
+        self
+    }
+
+    /// Probation: a success reported less than `min_uptime` after the launch it follows keeps
+    /// the key's crashes, so a backend that dies soon after every launch is refused once its
+    /// budget is spent. Zero (the default) forgets on every success, as the spec does.
+    pub fn min_uptime(mut self, min_uptime: Duration) -> Self {
+        self.min_uptime = min_uptime;
+        self
+    }
+
+    /// How long a won launch claim stays pending without a report before another caller may
+    /// claim: 10 s by default; clamped to 1 ms..=the budget window.
+    pub fn launch_timeout(mut self, launch_timeout: Duration) -> Self {
+        self.launch_timeout = Some(launch_timeout);
         self
     }
 
@@ -177,6 +196,8 @@ impl BackendRecoveryPolicyBuilder {
             retries_per_window: self.retries_per_window,
             backoff_growth,
             jitter_per_mille: per_mille(self.jitter),
+            min_uptime: self.min_uptime,
+            launch_timeout: self.launch_timeout.unwrap_or(spec.launch_timeout),
             ..spec
         }
         .normalized())

@@ -310,8 +310,9 @@ impl<K: Eq + Send> ReadCache<K> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::cell::{Cell, RichCell, Word};
+    use crate::cell::{Cell, RichCell};
     use crate::table::Form;
+    use crate::word::Word;
 
     /// The keys this thread's cache holds.
     fn cached<K: Eq + Send + Clone>(cache: &ReadCache<K>) -> Vec<K> {

@@ -1,24 +1,5 @@
-//! One backend's recovery state as a packed 64-bit word, the pure transitions over it, and the
-//! atomic cell that applies them by compare-and-swap.
-//!
-//! The transitions are where the spec's behaviour lives: plain functions of
-//! `(word, now, policy)`, tested without threads. [`Cell`] adds only the CAS loop, so a policy
-//! bug and a concurrency bug are never in the same function.
-//!
-//! State machine of one word (`n` = crashes counted in the open window):
-//!
-//! ```text
-//!   vacant (n = 0) --crash--> n = 1, window opens at now          -> Retry(attempt 1)
-//!   n >= 1, window open --crash--> n + 1 (saturating, see [`Word`]) -> Retry(attempt n + 1)
-//!                                      while n + 1 <= retries per window, else Refuse(rest)
-//!   n >= 1, window closed --crash--> n = 1, window opens at now    -> Retry(attempt 1)
-//! ```
-//!
-//! (With the spec's one retry per window, the second crash in a window is refused; with zero
-//! retries, every crash is.)
-//!
-//! A window is closed once `now - window_start >= budget_window`; a `now` before the window
-//! start counts as zero elapsed, as in the spec.
+//! The atomic cell that applies a word's transitions (`word.rs`) by compare-and-swap, and the
+//! two forms a cell takes in the table.
 //!
 //! Most cells are the word alone ([`Cell`]). The few that need more ([`RichCell`]: one a thread
 //! caches, one that remembers the last crash report counted by incarnation, see
@@ -26,197 +7,23 @@
 //! atomic: it is reached only through `&mut RichCell`, that is under the table's write guard,
 //! so the type system keeps it exclusive.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::decision::{
-    BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
-};
-use crate::epoch::{MAX_TICK, TICK_BITS};
-use crate::policy::{BackendRecoveryPolicy, MAX_RETRIES_PER_WINDOW};
+use crate::decision::BackendRecoveryDecision;
+use crate::sync::{AtomicU128, Ordering};
 use crate::table::Form;
-use std::sync::Arc;
+use crate::word::{RETIRED, Rules, Word, crash};
 
-use crate::sync::{AtomicU64, Ordering};
-
-/// The packed state of one backend.
-///
-/// | bits   | field          | meaning                                                          |
-/// |--------|----------------|------------------------------------------------------------------|
-/// | 0..4   | `crashes`      | crashes counted in the open window; 0 = no window (vacant)       |
-/// | 4..64  | `window_start` | tick (ns since the state's epoch) of the crash that opened it    |
-///
-/// Limits: `window_start` holds 60 bits, [`MAX_TICK`] ns or about 36.5 years from the epoch (see
-/// `epoch.rs`). `crashes` holds up to 15 but saturates at [`count_ceiling`], one past the retries
-/// a window allows: beyond that every crash is refused alike, so a larger count would change no
-/// decision. Saturating early also means that once a backend is refused, further crash reports
-/// leave the word unchanged and cost a load, not a write.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Word(u64);
-
-const CRASH_BITS: u32 = 64 - TICK_BITS;
-const CRASH_MASK: u64 = (1 << CRASH_BITS) - 1;
-
-/// A policy as the transitions apply it: the policy, and its budget window in ticks, computed
-/// once. Why: a crash compares the time since its window opened with the window; as
-/// `Duration`s, that built one from nanoseconds (a division) per crash, and uniform-100k's
-/// crashes are short enough for that to show (`docs/throughput-investigation.md`).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Rules {
-    policy: BackendRecoveryPolicy,
-    /// The budget window in nanoseconds, or `u64::MAX` for a window at least that long: then no
-    /// tick difference (at most [`MAX_TICK`]) reaches it, as no `Duration` of one reaches the
-    /// window itself, so comparing ticks decides exactly as comparing durations.
-    window: u64,
-}
-
-impl Rules {
-    pub(crate) fn new(policy: BackendRecoveryPolicy) -> Self {
-        let window = u64::try_from(policy.budget_window.as_nanos()).unwrap_or(u64::MAX);
-        Rules { policy, window }
-    }
-
-    /// What is left of the window `elapsed` ticks after it opened; zero once it has closed.
-    #[inline]
-    fn remaining(&self, elapsed: u64) -> Duration {
-        if self.window == u64::MAX {
-            // Possibly longer than u64 nanoseconds: only `Duration` holds it.
-            self.budget_window
-                .saturating_sub(Duration::from_nanos(elapsed))
-        } else {
-            Duration::from_nanos(self.window.saturating_sub(elapsed))
-        }
-    }
-}
-
-impl std::ops::Deref for Rules {
-    type Target = BackendRecoveryPolicy;
-
-    fn deref(&self) -> &BackendRecoveryPolicy {
-        &self.policy
-    }
-}
-
-/// The largest crash count a word stores for `policy`; see [`Word`].
-#[inline]
-fn count_ceiling(policy: &BackendRecoveryPolicy) -> u32 {
-    policy.retries_per_window.min(MAX_RETRIES_PER_WINDOW) + 1
-}
+#[cfg(not(loom))]
 const _: () = assert!(
-    (MAX_RETRIES_PER_WINDOW as u64) < CRASH_MASK,
-    "the crash count must fit its bits"
+    std::mem::size_of::<Cell>() == 16,
+    "a plain cell is its word alone"
 );
 
-impl Word {
-    /// No crash recorded: decides like a key the state has never seen.
-    pub(crate) const VACANT: Word = Word(0);
-
-    #[inline]
-    fn new(window_start: u64, crashes: u32) -> Self {
-        debug_assert!(window_start <= MAX_TICK);
-        debug_assert!(crashes <= MAX_RETRIES_PER_WINDOW + 1);
-        Word((window_start << CRASH_BITS) | u64::from(crashes))
-    }
-
-    /// Crashes counted in the window, whether or not it is still open.
-    #[inline]
-    fn crashes(self) -> u32 {
-        // Masked to CRASH_BITS, so the cast cannot truncate.
-        (self.0 & CRASH_MASK) as u32
-    }
-
-    /// The tick the window opened at (kept, in a tombstone, after its crashes are forgotten).
-    #[inline]
-    pub(crate) fn window_start(self) -> u64 {
-        self.0 >> CRASH_BITS
-    }
-
-    /// A word whose window opened at `start`, for asking when it expires.
-    pub(crate) fn started_at(start: u64) -> Self {
-        Word::new(start.min(MAX_TICK), 0)
-    }
-
-    /// Whether a crash may update this word without the table's write guard: not the mark of
-    /// a removed cell (it takes no more crashes), and not a word with no crash counted, vacant
-    /// (only ever seen under the write guard that inserts it) or a tombstone (see
-    /// [`CellMut::forget_crashes`]): reviving a tombstone may open a window earlier than its
-    /// shard's purge bound, which only the write guard may lower (see `Table::retain`).
-    #[inline]
-    pub(crate) fn updatable_without_write_guard(self) -> bool {
-        self != RETIRED && self.crashes() != 0
-    }
-
-    /// The same window with no crash counted: decides like a vacant word, but keeps the window's
-    /// start so that the entry expires when the window it stood for would have.
-    fn without_crashes(self) -> Self {
-        Word::new(self.window_start(), 0)
-    }
-
-    /// `(window_start, crashes, ticks elapsed since the start)` if a window is open at `now`;
-    /// `None` if vacant or closed.
-    #[inline]
-    fn open_window(self, now: u64, rules: &Rules) -> Option<(u64, u32, u64)> {
-        let crashes = self.crashes();
-        let start = self.window_start();
-        // Saturating: a `now` before the start counts as no time elapsed, as in the spec.
-        let elapsed = now.saturating_sub(start);
-        (crashes > 0 && elapsed < rules.window).then_some((start, crashes, elapsed))
-    }
-}
-
-impl std::fmt::Debug for Word {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Word")
-            .field("window_start", &self.window_start())
-            .field("crashes", &self.crashes())
-            .finish()
-    }
-}
-
-/// Time from `start` to `now`; zero if `now` is earlier, as the spec's `elapsed_since`.
-#[inline]
+/// Time from `start` to `now`; zero if `now` is earlier.
 fn elapsed(start: u64, now: u64) -> Duration {
     Duration::from_nanos(now.saturating_sub(start))
-}
-
-/// The spec's `record_crash` as a pure function: the word after a crash at `now`, and the answer.
-/// `jitter_seed` is the key's [`jitter_seed`](crate::jitter_seed), or anything when the policy
-/// has no jitter.
-#[inline]
-pub(crate) fn crash(
-    word: Word,
-    now: u64,
-    policy: &Rules,
-    jitter_seed: u64,
-) -> (Word, BackendRecoveryDecision) {
-    let (start, crashes, elapsed) = match word.open_window(now, policy) {
-        Some((start, crashes, elapsed)) => {
-            (start, (crashes + 1).min(count_ceiling(policy)), elapsed)
-        }
-        None => (now, 1, 0),
-    };
-    let decision = if crashes <= policy.retries_per_window {
-        BackendRecoveryDecision::Retry {
-            retry_after: policy.retry_delay(crashes, jitter_seed),
-            attempt: crashes,
-        }
-    } else {
-        BackendRecoveryDecision::Refuse {
-            reason: BackendRecoveryRefusalReason::BackendUnavailable,
-            retry_after: policy.remaining(elapsed),
-        }
-    };
-    (Word::new(start, crashes), decision)
-}
-
-/// Whether `word`'s window started at least `after` before `now`. With `after` at least the
-/// budget window, an expired word decides exactly like a missing one at `now` and later.
-pub(crate) fn expired(word: Word, now: u64, after: Duration) -> bool {
-    elapsed(word.window_start(), now) >= after
-}
-
-/// How long until [`expired`] turns true for `word`.
-pub(crate) fn time_until_expired(word: Word, now: u64, after: Duration) -> Duration {
-    after.saturating_sub(elapsed(word.window_start(), now))
 }
 
 /// The last crash report a cell counted by incarnation, and what it was answered.
@@ -252,36 +59,6 @@ impl CountedReport {
     }
 }
 
-/// What a gate check at `now` reports for `word`, consistent with what [`crash`] would answer.
-#[inline]
-pub(crate) fn status(word: Word, now: u64, policy: &Rules) -> BackendRecoveryStatus {
-    let Some((_, crashes, elapsed)) = word.open_window(now, policy) else {
-        return BackendRecoveryStatus::Healthy;
-    };
-    let remaining = policy.remaining(elapsed);
-    if crashes <= policy.retries_per_window {
-        BackendRecoveryStatus::Recovering {
-            crashes_in_window: crashes,
-            window_remaining: remaining,
-        }
-    } else {
-        BackendRecoveryStatus::Unavailable {
-            reason: BackendRecoveryRefusalReason::BackendUnavailable,
-            retry_after: remaining,
-        }
-    }
-}
-
-/// The word of a cell removed from the table (see [`RichCell::retire`]): every crash bit set and a
-/// window start past [`MAX_TICK`], so no live word can equal it.
-pub(crate) const RETIRED: Word = Word(u64::MAX);
-const _: () = assert!((MAX_TICK << CRASH_BITS) | CRASH_MASK != RETIRED.0);
-#[cfg(not(loom))]
-const _: () = assert!(
-    std::mem::size_of::<Cell>() == 8,
-    "a plain cell is its word alone"
-);
-
 /// A [`Word`] that many threads update at once: a backend's cell as most entries keep it.
 ///
 /// Orderings: the word is the whole state of its backend and publishes no other memory, so
@@ -298,7 +75,7 @@ const _: () = assert!(
 /// reported by incarnation is rich from its first report, so a broker that reports every crash
 /// that way pays an allocation per key and a pointer per access, as all keys did before.
 pub(crate) struct Cell {
-    word: AtomicU64,
+    word: AtomicU128,
 }
 
 /// A cell that needs more than its word: one a thread caches, or one that remembers a crash
@@ -328,7 +105,7 @@ pub(crate) type CellMut<'a> = Form<&'a mut Cell, &'a mut RichCell>;
 /// decides only when memory is freed, which no answer depends on.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    word: AtomicU64,
+    word: AtomicU128,
 }
 
 impl Shared {
@@ -341,16 +118,23 @@ impl Shared {
     #[inline]
     pub(crate) fn load_live(&self) -> Option<Word> {
         // Relaxed: see `Cell` on orderings.
-        let word = Word(self.word.load(Ordering::Relaxed));
+        let word = Word::from_bits(self.word.load(Ordering::Relaxed));
         (word != RETIRED).then_some(word)
     }
 
-    /// Applies `transition` by compare-and-swap, as [`CellRef::update`], unless the word may not
-    /// be updated without the write guard (`None`; see [`Word::updatable_without_write_guard`]).
-    /// A removal's mark makes a racing compare-and-swap fail.
+    /// Applies `transition` by compare-and-swap, as [`CellRef::update`], unless `usable`
+    /// refuses the word (`None`): the word of a removed cell always is, so a removal's mark
+    /// makes a racing compare-and-swap fail. The check is inside the loop, on the very word
+    /// the compare-and-swap replaces.
     #[inline]
-    pub(crate) fn update_live<R>(&self, transition: impl FnMut(Word) -> (Word, R)) -> Option<R> {
-        update_word(&self.word, transition, Word::updatable_without_write_guard)
+    pub(crate) fn update_live<R>(
+        &self,
+        transition: impl FnMut(Word) -> (Word, R),
+        usable: impl Fn(Word) -> bool,
+    ) -> Option<R> {
+        update_word(&self.word, transition, |word| {
+            word != RETIRED && usable(word)
+        })
     }
 
     /// [`update_live`](Self::update_live) with a plain store instead of the compare-and-swap:
@@ -359,9 +143,10 @@ impl Shared {
     pub(crate) fn update_live_without_cas<R>(
         &self,
         transition: impl FnOnce(Word) -> (Word, R),
+        usable: impl Fn(Word) -> bool,
     ) -> Option<R> {
-        let current = Word(self.word.load(Ordering::Relaxed));
-        if !current.updatable_without_write_guard() {
+        let current = Word::from_bits(self.word.load(Ordering::Relaxed));
+        if current == RETIRED || !usable(current) {
             return None;
         }
         Some(store_without_cas(&self.word, current, transition))
@@ -377,12 +162,12 @@ impl Shared {
 /// linearization point.
 #[inline]
 fn update_word<R>(
-    atomic: &AtomicU64,
+    atomic: &AtomicU128,
     mut transition: impl FnMut(Word) -> (Word, R),
     usable: impl Fn(Word) -> bool,
 ) -> Option<R> {
     // Relaxed: see `Cell` on orderings.
-    let mut current = Word(atomic.load(Ordering::Relaxed));
+    let mut current = Word::from_bits(atomic.load(Ordering::Relaxed));
     loop {
         if !usable(current) {
             return None;
@@ -393,10 +178,14 @@ fn update_word<R>(
         }
         // Relaxed on success and failure: see `Cell` on orderings. A weak CAS can fail
         // spuriously, which the loop absorbs.
-        match atomic.compare_exchange_weak(current.0, next.0, Ordering::Relaxed, Ordering::Relaxed)
-        {
+        match atomic.compare_exchange_weak(
+            current.to_bits(),
+            next.to_bits(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => return Some(answer),
-            Err(actual) => current = Word(actual),
+            Err(actual) => current = Word::from_bits(actual),
         }
     }
 }
@@ -404,14 +193,14 @@ fn update_word<R>(
 /// The broken update of the loom teeth models: load, then store, no compare.
 #[cfg(loom)]
 fn store_without_cas<R>(
-    atomic: &AtomicU64,
+    atomic: &AtomicU128,
     current: Word,
     transition: impl FnOnce(Word) -> (Word, R),
 ) -> R {
     let (next, answer) = transition(current);
     if next != current {
         // Relaxed, as in `update_word`: the bug is the missing compare, not the ordering.
-        atomic.store(next.0, Ordering::Relaxed);
+        atomic.store(next.to_bits(), Ordering::Relaxed);
     }
     answer
 }
@@ -420,7 +209,7 @@ impl Cell {
     /// A cell that has recorded nothing yet.
     pub(crate) fn vacant() -> Self {
         Cell {
-            word: AtomicU64::new(Word::VACANT.0),
+            word: AtomicU128::new(Word::VACANT.to_bits()),
         }
     }
 
@@ -437,7 +226,7 @@ impl From<Cell> for RichCell {
     fn from(cell: Cell) -> Self {
         RichCell {
             shared: Arc::new(Shared {
-                word: AtomicU64::new(cell.load().0),
+                word: AtomicU128::new(cell.load().to_bits()),
             }),
             last_report: None,
         }
@@ -464,7 +253,7 @@ impl RichCell {
     /// nothing to mark.)
     pub(crate) fn retire(&mut self) {
         // Relaxed: see `Cell` on orderings.
-        self.shared.word.store(RETIRED.0, Ordering::Relaxed);
+        self.shared.word.store(RETIRED.to_bits(), Ordering::Relaxed);
     }
 
     /// Records a crash reported for `incarnation`, the backend's spawn generation, under the
@@ -502,7 +291,7 @@ impl RichCell {
 impl<'a> CellRef<'a> {
     /// The atomic that holds the word.
     #[inline]
-    fn atomic(self) -> &'a AtomicU64 {
+    fn atomic(self) -> &'a AtomicU128 {
         match self {
             Form::Plain(cell) => &cell.word,
             Form::Rich(rich) => &rich.shared.word,
@@ -513,7 +302,7 @@ impl<'a> CellRef<'a> {
     #[inline]
     pub(crate) fn load(self) -> Word {
         // Relaxed: see `Cell` on orderings.
-        Word(self.atomic().load(Ordering::Relaxed))
+        Word::from_bits(self.atomic().load(Ordering::Relaxed))
     }
 
     /// A handle on the cell's word for a thread's read cache, if the cell is rich.
@@ -575,7 +364,7 @@ impl CellMut<'_> {
         match self {
             Form::Rich(rich) if rich.last_report.is_some() => {
                 // A compare-and-swap, not a store: a crash through a read cache may race it.
-                Form::Rich(&**rich).update(|word| (word.without_crashes(), ()));
+                Form::Rich(&**rich).update(|word| (word.forgotten(), ()));
                 false
             }
             _ => true,
@@ -587,17 +376,19 @@ impl CellMut<'_> {
 /// crash that revives a tombstone can move it earlier, and the state sends those to the write
 /// guard.
 impl crate::table::Purgeable for Cell {
+    type Rules = Rules;
     #[inline]
-    fn purgeable_from(&self) -> u64 {
-        self.load().window_start()
+    fn purgeable_from(&self, rules: &Rules) -> u64 {
+        self.load().purgeable_from(rules)
     }
 }
 
 /// As for [`Cell`].
 impl crate::table::Purgeable for RichCell {
+    type Rules = Rules;
     #[inline]
-    fn purgeable_from(&self) -> u64 {
-        self.load().window_start()
+    fn purgeable_from(&self, rules: &Rules) -> u64 {
+        self.load().purgeable_from(rules)
     }
 }
 
@@ -619,6 +410,7 @@ impl std::fmt::Debug for RichCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::BackendRecoveryPolicy;
 
     const MS: u64 = 1_000_000;
 
@@ -627,134 +419,6 @@ mod tests {
             Duration::from_millis(backoff_ms),
             Duration::from_millis(window_ms),
         ))
-    }
-
-    fn refuse(retry_after: Duration) -> BackendRecoveryDecision {
-        BackendRecoveryDecision::Refuse {
-            reason: BackendRecoveryRefusalReason::BackendUnavailable,
-            retry_after,
-        }
-    }
-
-    #[test]
-    fn word_round_trips_its_fields_at_the_limits() {
-        let word = Word::new(MAX_TICK, MAX_RETRIES_PER_WINDOW + 1);
-        assert_eq!(word.window_start(), MAX_TICK);
-        assert_eq!(word.crashes(), MAX_RETRIES_PER_WINDOW + 1);
-        assert_eq!(Word::new(0, 0), Word::VACANT);
-    }
-
-    #[test]
-    fn first_crash_retries_then_refuses_for_the_rest_of_the_window() {
-        let p = policy(75, 30_000);
-        let (word, first) = crash(Word::VACANT, 10 * MS, &p, 0);
-        assert_eq!(
-            first,
-            BackendRecoveryDecision::Retry {
-                retry_after: Duration::from_millis(75),
-                attempt: 1
-            }
-        );
-        let (_, second) = crash(word, 2_010 * MS, &p, 0);
-        assert_eq!(second, refuse(Duration::from_secs(28)));
-    }
-
-    #[test]
-    fn window_boundary_is_inclusive_and_reopens() {
-        let p = policy(75, 1_000);
-        let (word, _) = crash(Word::VACANT, 0, &p, 0);
-        let (word, just_inside) = crash(word, 1_000 * MS - 1, &p, 0);
-        assert_eq!(just_inside, refuse(Duration::from_nanos(1)));
-        let (word, at_boundary) = crash(word, 1_000 * MS, &p, 0);
-        assert!(at_boundary.is_retry());
-        assert_eq!(word.window_start(), 1_000 * MS);
-        assert_eq!(word.crashes(), 1);
-    }
-
-    #[test]
-    fn refused_word_stops_changing_once_saturated() {
-        let p = policy(75, 1_000);
-        let (word, _) = crash(Word::VACANT, 0, &p, 0);
-        let (word, _) = crash(word, MS, &p, 0);
-        let (again, decision) = crash(word, 2 * MS, &p, 0);
-        assert_eq!(again, word);
-        assert_eq!(decision, refuse(Duration::from_millis(998)));
-    }
-
-    #[test]
-    fn time_running_backwards_counts_as_zero_elapsed() {
-        let p = policy(75, 1_000);
-        let (word, _) = crash(Word::VACANT, 500 * MS, &p, 0);
-        let (word, earlier) = crash(word, 100 * MS, &p, 0);
-        assert_eq!(earlier, refuse(Duration::from_secs(1)));
-        assert_eq!(word.window_start(), 500 * MS);
-    }
-
-    #[test]
-    fn status_agrees_with_the_next_crash() {
-        let p = policy(75, 1_000);
-        assert_eq!(status(Word::VACANT, 0, &p), BackendRecoveryStatus::Healthy);
-        let (word, _) = crash(Word::VACANT, 0, &p, 0);
-        assert_eq!(
-            status(word, 400 * MS, &p),
-            BackendRecoveryStatus::Recovering {
-                crashes_in_window: 1,
-                window_remaining: Duration::from_millis(600),
-            }
-        );
-        let (word, refused) = crash(word, 400 * MS, &p, 0);
-        assert_eq!(
-            status(word, 400 * MS, &p).retry_after(),
-            Some(refused.retry_after())
-        );
-        assert_eq!(status(word, 1_000 * MS, &p), BackendRecoveryStatus::Healthy);
-    }
-
-    #[test]
-    fn duration_max_policy_decides_without_panicking() {
-        let p = Rules::new(BackendRecoveryPolicy::new(Duration::MAX, Duration::MAX));
-        let (word, first) = crash(Word::VACANT, MAX_TICK, &p, 0);
-        assert_eq!(first.retry_after(), Duration::MAX);
-        let (_, second) = crash(word, 0, &p, 0);
-        assert_eq!(second, refuse(Duration::MAX));
-    }
-
-    #[test]
-    fn windows_in_ticks_decide_as_durations_at_every_limit() {
-        let nanos = Duration::from_nanos;
-        let windows = [
-            nanos(1),
-            nanos(MAX_TICK - 1),
-            nanos(MAX_TICK),
-            nanos(MAX_TICK + 1),
-            nanos(u64::MAX - 1),
-            nanos(u64::MAX),
-            nanos(u64::MAX) + nanos(1),
-            Duration::MAX,
-        ];
-        for window in windows {
-            let rules = Rules::new(BackendRecoveryPolicy::new(Duration::MAX, window));
-            let (word, _) = crash(Word::VACANT, 1, &rules, 0);
-            for now in [0, 1, 2, MAX_TICK - 1, MAX_TICK] {
-                // The spec's rule, in `Duration`s.
-                let elapsed = nanos(now.saturating_sub(1));
-                let open = elapsed < window;
-                let expected = if open {
-                    BackendRecoveryStatus::Recovering {
-                        crashes_in_window: 1,
-                        window_remaining: window - elapsed,
-                    }
-                } else {
-                    BackendRecoveryStatus::Healthy
-                };
-                assert_eq!(status(word, now, &rules), expected, "{window:?} at {now}");
-                let (_, again) = crash(word, now, &rules, 0);
-                assert_eq!(again.is_retry(), !open, "{window:?} at {now}");
-                if open {
-                    assert_eq!(again, refuse(window - elapsed), "{window:?} at {now}");
-                }
-            }
-        }
     }
 
     #[test]
@@ -814,7 +478,12 @@ mod tests {
             !Form::Rich(&mut rich).forget_crashes(),
             "kept as a tombstone"
         );
-        assert_eq!(rich.load(), Word::new(10 * MS, 0));
+        assert_eq!(rich.load().crashes(), 0);
+        assert_eq!(
+            rich.load().purgeable_from(&p),
+            10 * MS,
+            "the tombstone keeps its window"
+        );
         let (replayed, duplicate) = rich.report_crash(7, 20 * MS, &p, 0);
         assert!(duplicate, "incarnation 7 is still remembered");
         assert_eq!(replayed.retry_after(), Duration::from_millis(65));

@@ -99,6 +99,14 @@ pub enum BackendRecoveryStatus {
         /// Time until the window closes and the budget is whole again.
         window_remaining: Duration,
     },
+    /// A retry was granted and its backoff is still running: the backend is down and must not
+    /// be launched yet. Tell clients to come back after `retry_after`, the rest of the backoff.
+    BackingOff {
+        /// Crashes counted in the open window so far (0 if the window has closed).
+        crashes_in_window: u32,
+        /// Time until the backoff ends and the relaunch may be claimed.
+        retry_after: Duration,
+    },
     /// Its budget for the window is spent: refuse it until `retry_after` has passed.
     Unavailable {
         /// The reason a crash would be refused with.
@@ -109,16 +117,78 @@ pub enum BackendRecoveryStatus {
 }
 
 impl BackendRecoveryStatus {
-    /// `false` only for [`Unavailable`](Self::Unavailable): whether a Hello should be served.
+    /// `false` for [`Unavailable`](Self::Unavailable) and [`BackingOff`](Self::BackingOff):
+    /// whether a Hello should be served.
     pub fn is_available(&self) -> bool {
-        !matches!(self, Self::Unavailable { .. })
+        !matches!(self, Self::Unavailable { .. } | Self::BackingOff { .. })
     }
 
-    /// The refusal's retry-after, for an unavailable backend.
+    /// When to come back, for a backend that is not available.
     pub fn retry_after(&self) -> Option<Duration> {
         match *self {
-            Self::Unavailable { retry_after, .. } => Some(retry_after),
+            Self::Unavailable { retry_after, .. } | Self::BackingOff { retry_after, .. } => {
+                Some(retry_after)
+            }
             _ => None,
+        }
+    }
+
+    /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after().map(millis_rounded_up)
+    }
+}
+
+/// The answer to [`BackendRecoveryState::claim_launch`]: whether this caller is the one to
+/// launch the backend.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use backend_recovery::BackendLaunchDecision;
+///
+/// let wait = BackendLaunchDecision::Wait { retry_after: Duration::from_micros(2_500) };
+/// assert!(!wait.is_launch());
+/// assert_eq!(wait.retry_after_ms(), Some(3));
+/// assert_eq!(BackendLaunchDecision::Launch.retry_after(), None);
+/// ```
+///
+/// [`BackendRecoveryState::claim_launch`]: crate::BackendRecoveryState::claim_launch
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum BackendLaunchDecision {
+    /// This caller won the claim: launch the backend now, then report how it went, with
+    /// `record_success_at` once it answers, or `record_crash` if it fails.
+    Launch,
+    /// Do not launch: another caller's launch is pending, or a granted retry's backoff is
+    /// running. Ask again (or tell the client to) after `retry_after`.
+    Wait {
+        /// Time until the pending launch can be decided: the rest of the backoff, or until the
+        /// pending claim lapses.
+        retry_after: Duration,
+    },
+    /// Do not launch: the backend is refused, as a crash now would be.
+    Refuse {
+        /// Why: its budget is spent, or the state is full.
+        reason: BackendRecoveryRefusalReason,
+        /// When to come back.
+        retry_after: Duration,
+    },
+}
+
+impl BackendLaunchDecision {
+    /// `true` for [`Launch`](Self::Launch).
+    pub fn is_launch(&self) -> bool {
+        matches!(self, Self::Launch)
+    }
+
+    /// When to ask again, unless this caller is to launch.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match *self {
+            Self::Launch => None,
+            Self::Wait { retry_after } | Self::Refuse { retry_after, .. } => Some(retry_after),
         }
     }
 

@@ -12,9 +12,10 @@
 //! - `decision.rs`: the answers, and their whole-millisecond wire form;
 //! - `key.rs`: the default key, a backend's identity;
 //! - `epoch.rs`: instants as nanosecond ticks since an epoch the state picks;
-//! - `cell.rs`: one backend's state as a packed 64-bit word, the pure transitions over it, and
-//!   the atomic cell that applies them by compare-and-swap: the word alone for most backends,
-//!   a rich cell for the few a thread caches or that are reported by incarnation;
+//! - `word.rs`: one backend's state as a packed 128-bit word (its crash budget and who may
+//!   launch it) and the pure transitions over it;
+//! - `cell.rs`: the atomic cell that applies them by compare-and-swap: the word alone for most
+//!   backends, a rich cell for the few a thread caches or that are reported by incarnation;
 //! - `table.rs`: the sharded map of cells (per shard, a table of plain cells and one of rich
 //!   cells, behind one reader-writer lock) and its lock discipline;
 //! - `cache.rs`: each thread's cache of the cells it meets often, read and updated without a
@@ -60,13 +61,17 @@ mod policy;
 mod state;
 mod sync;
 mod table;
+mod word;
 
 pub use builder::{BackendRecoveryPolicyBuilder, PolicyError};
-pub use decision::{BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus};
+pub use decision::{
+    BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryRefusalReason,
+    BackendRecoveryStatus,
+};
 pub use key::{BackendKey, BrokerInstanceKey};
 pub use metrics::BackendRecoveryMetrics;
 pub use policy::{
-    BackendRecoveryPolicy, BackoffGrowth, DEFAULT_RECOVERY_BUDGET_WINDOW,
+    BackendRecoveryPolicy, BackoffGrowth, DEFAULT_LAUNCH_TIMEOUT, DEFAULT_RECOVERY_BUDGET_WINDOW,
     DEFAULT_RECOVERY_RETRY_BACKOFF, MAX_RETRIES_PER_WINDOW, jitter_seed,
 };
 pub use state::{BackendRecoverySnapshotEntry, BackendRecoveryState};

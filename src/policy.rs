@@ -12,6 +12,10 @@ pub const DEFAULT_RECOVERY_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 /// Default budget window, the broker's spawn-budget window: 30 s.
 pub const DEFAULT_RECOVERY_BUDGET_WINDOW: Duration = Duration::from_secs(30);
 
+/// Default time a won launch claim stays pending before another caller may claim: 10 s (at
+/// most the budget window). See [`BackendRecoveryPolicy::launch_timeout`].
+pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The most retries a window can allow: the packed per-backend word counts crashes in 4 bits,
 /// and counts up to one past the retries (see `cell.rs`).
 pub const MAX_RETRIES_PER_WINDOW: u32 = 14;
@@ -80,6 +84,14 @@ pub struct BackendRecoveryPolicy {
     /// Jitter in thousandths of the delay: each retry's delay is lengthened by up to this
     /// fraction, by an amount fixed per backend key and attempt (never past an exponential cap).
     pub jitter_per_mille: u32,
+    /// Probation: a success reported less than this after the launch it follows does not forget
+    /// the key's crashes (see [`record_success_at`](crate::BackendRecoveryState::record_success_at)).
+    /// Zero, the default, forgets on every success, as the spec does.
+    pub min_uptime: Duration,
+    /// How long a won launch claim stays pending without a report before another caller may
+    /// claim (see [`claim_launch`](crate::BackendRecoveryState::claim_launch)); clamped to
+    /// 1 ms..=`budget_window`, so that a purged entry never held a pending claim.
+    pub launch_timeout: Duration,
 }
 
 impl BackendRecoveryPolicy {
@@ -95,6 +107,8 @@ impl BackendRecoveryPolicy {
             retries_per_window: 1,
             backoff_growth: BackoffGrowth::Fixed,
             jitter_per_mille: 0,
+            min_uptime: Duration::ZERO,
+            launch_timeout: DEFAULT_LAUNCH_TIMEOUT.min(at_least_minimum(budget_window)),
         }
     }
 
@@ -185,6 +199,11 @@ impl BackendRecoveryPolicy {
                 },
             },
             jitter_per_mille: self.jitter_per_mille.min(1000),
+            min_uptime: self.min_uptime,
+            launch_timeout: at_least_minimum(
+                self.launch_timeout
+                    .min(at_least_minimum(self.budget_window)),
+            ),
         }
     }
 }

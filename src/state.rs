@@ -7,7 +7,8 @@
 //! | `record_crash`             | none: CAS on the cached word   | read guard, CAS         | write guard, insert   |
 //! | `status`                   | none: one load                 | read guard, one load    | read guard            |
 //! | `record_crash_of`          | write guard                    | write guard             | write guard, insert   |
-//! | `record_success`           | write guard, remove            | write guard, remove     | write guard, nothing  |
+//! | `claim_launch`             | none: CAS on the cached word   | read guard, CAS         | write guard, insert   |
+//! | `record_success(_at)`      | write guard, remove            | write guard, remove     | write guard, nothing  |
 //! | `purge_expired`, automatic | the write guard of each shard holding purgeable entries, in turn                     |
 //! | `snapshot`                 | each shard's read guard in turn                                                      |
 //!
@@ -24,9 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::ReadCache;
-use crate::cell::{self, Cell, CellMut, CellRef, RichCell, Rules, Shared, Word};
+use crate::cell::{Cell, CellMut, CellRef, RichCell, Shared};
 use crate::decision::{
-    BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryStatus,
+    BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryRefusalReason,
+    BackendRecoveryStatus,
 };
 use crate::epoch::Epoch;
 use crate::key::BackendKey;
@@ -34,6 +36,7 @@ use crate::metrics::{BackendRecoveryMetrics, Counter, Metrics};
 use crate::occupancy::{Occupancy, PurgeDue};
 use crate::policy::BackendRecoveryPolicy;
 use crate::table::Table;
+use crate::word::{self, Rules, Word};
 
 /// Per-backend crash recovery state, safe to share between threads.
 ///
@@ -137,10 +140,11 @@ impl<K: Hash + Eq + Send> Default for BackendRecoveryState<K, RandomState> {
 impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Empty state with the given policy and a hasher for the key map.
     pub fn with_policy_and_hasher(policy: BackendRecoveryPolicy, hasher: S) -> Self {
+        let policy = Rules::new(policy.normalized());
         BackendRecoveryState {
-            policy: Rules::new(policy.normalized()),
+            policy,
             epoch: Epoch::before(Instant::now()),
-            cells: Table::with_hasher(hasher),
+            cells: Table::with_hasher(hasher, policy),
             reads: ReadCache::new(),
             occupancy: Occupancy::new(usize::MAX),
             metrics: Metrics::enabled(),
@@ -230,12 +234,12 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     pub fn record_crash(&self, key: K, now: Instant) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
-        let crash = |word| cell::crash(word, now, &self.policy, jitter_seed);
+        let crash = |word| word::crash(word, now, &self.policy, jitter_seed);
         let hash = self.cells.hash_one(&key);
         // A key this thread meets often: update its cached cell, no guard at all.
-        let cached = self
-            .reads
-            .lookup(hash, &key, |shared| self.update_shared(shared, crash));
+        let cached = self.reads.lookup(hash, &key, |shared| {
+            self.update_shared(shared, crash, Word::crashable_without_write_guard)
+        });
         let admit = match cached {
             Ok(decision) => {
                 self.count(&decision);
@@ -245,8 +249,8 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         };
         // Known key: update its cell in place under the shard's read guard. Except a tombstone,
         // which goes to the write guard as in the cache (see `updatable_without_write_guard`).
-        let known = self.cells.read(hash, &key, |cell| {
-            let live = cell.load().updatable_without_write_guard();
+        let known = self.cells.read_update(hash, &key, |cell| {
+            let live = cell.load().crashable_without_write_guard();
             // The shared word's handle only for a key about to be cached: cloning it is a
             // read-modify-write of its reference count.
             live.then(|| {
@@ -332,23 +336,137 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Forgets the crashes of `key` after the backend was verified healthy: its next crash is a
     /// first crash. (A key reported by incarnation stays as a tombstone until its window would
     /// have closed; see [`record_crash_of`](Self::record_crash_of).)
+    ///
+    /// With a probation ([`min_uptime`](BackendRecoveryPolicy::min_uptime)), this is
+    /// [`record_success_at`](Self::record_success_at) at `Instant::now()`; without one (the
+    /// default), the spec's success, which needs no instant.
     pub fn record_success<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.cells
-            .remove_if(self.cells.hash_one(key), key, |mut cell| {
-                let remove = cell.forget_crashes();
-                if remove {
-                    // Released under the write guard, so a crash that then finds the state full
-                    // cannot have missed this removal.
-                    self.occupancy.release(1);
-                    self.retire(&mut cell);
-                }
-                remove
-            });
-        self.metrics.add(Counter::Successes, 1);
+        let now = if self.policy.min_uptime.is_zero() {
+            // Unused: without a probation every success forgets.
+            0
+        } else {
+            self.epoch.ticks(Instant::now())
+        };
+        self.succeed(key, now);
+    }
+
+    /// Reports that `key`'s backend was seen healthy at `now`, and returns whether its crashes
+    /// were forgotten.
+    ///
+    /// Without a probation (the default), every success forgets, as
+    /// [`record_success`](Self::record_success). With
+    /// [`min_uptime`](BackendRecoveryPolicy::min_uptime), a success less than `min_uptime` after
+    /// the launch it follows (the last claim won by [`claim_launch`](Self::claim_launch), or the
+    /// end of the backoff or refusal before which no launch could start) keeps the crashes: a
+    /// backend that dies soon after every launch then spends its budget and is refused, instead
+    /// of being forgotten at each launch. It still settles a pending claim: the launch is done.
+    /// Why an instant: the probation is measured from the launch, which only the instant of the
+    /// success can be compared with, and the broker's clock, like every other call's, is the
+    /// caller's. Report again once the backend has been up long enough (for example on a later
+    /// Hello it serves) to forget its crashes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder()
+    ///     .min_uptime(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let t0 = Instant::now();
+    /// assert!(state.record_crash("indexer", t0).is_retry());
+    /// let relaunch = t0 + Duration::from_secs(1);
+    /// assert!(state.claim_launch(&"indexer", relaunch).is_launch());
+    /// // It answered at once, but has not been up for a minute: the crash is kept.
+    /// assert!(!state.record_success_at("indexer", relaunch + Duration::from_millis(10)));
+    /// assert!(!state.record_crash("indexer", relaunch + Duration::from_secs(2)).is_retry());
+    /// ```
+    pub fn record_success_at<Q>(&self, key: &Q, now: Instant) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.succeed(key, self.epoch.ticks(now))
+    }
+
+    /// Claims the right to launch `key`'s backend at `now`: the one caller told
+    /// [`Launch`](BackendLaunchDecision::Launch) launches it; every other is told to wait or is
+    /// refused, with a retry-after.
+    ///
+    /// For a router that launches backends on demand: call it when a Hello finds the backend
+    /// missing or dead (after reporting the death with [`record_crash`](Self::record_crash)).
+    /// - A backend never launched, or whose refusal has passed, is claimed by exactly one caller;
+    ///   so is each retry a crash was granted, once its backoff has passed.
+    /// - While the backoff runs, or another caller's claim is pending, the answer is
+    ///   [`Wait`](BackendLaunchDecision::Wait) with the time until that can change; while the
+    ///   budget is spent, [`Refuse`](BackendLaunchDecision::Refuse), as a crash would be.
+    /// - The winner reports how the launch went: [`record_crash`](Self::record_crash) if it
+    ///   failed (the next claim follows that crash's decision), or
+    ///   [`record_success_at`](Self::record_success_at) once the backend answers. A claim never
+    ///   reported lapses after the policy's
+    ///   [`launch_timeout`](BackendRecoveryPolicy::launch_timeout), and the next caller wins.
+    ///
+    /// Lock-free for a key the state tracks (one compare-and-swap of its word under the shard's
+    /// read guard, or none through this thread's cache); a key without an entry is inserted
+    /// under the write guard, and refused with
+    /// [`CapacityExhausted`](BackendRecoveryRefusalReason::CapacityExhausted) if a capped state
+    /// is full. Claims leave [`status`](Self::status) as it was, so a running backend is never
+    /// gated by a launch in progress.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendLaunchDecision, BackendRecoveryState};
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff
+    /// let t0 = Instant::now();
+    /// assert_eq!(state.claim_launch(&"indexer", t0), BackendLaunchDecision::Launch);
+    /// assert!(!state.claim_launch(&"indexer", t0).is_launch(), "one launcher");
+    /// // The launch fails: a retry is granted, from the end of its backoff.
+    /// assert!(state.record_crash("indexer", t0).is_retry());
+    /// let early = state.claim_launch(&"indexer", t0 + Duration::from_millis(100));
+    /// assert_eq!(early, BackendLaunchDecision::Wait { retry_after: Duration::from_millis(150) });
+    /// let due = t0 + Duration::from_millis(250);
+    /// assert!(state.claim_launch(&"indexer", due).is_launch());
+    /// assert!(!state.claim_launch(&"indexer", due).is_launch());
+    /// ```
+    pub fn claim_launch(&self, key: &K, now: Instant) -> BackendLaunchDecision
+    where
+        K: Clone,
+    {
+        let now = self.epoch.ticks(now);
+        let claim = |word| word::claim(word, now, &self.policy);
+        let hash = self.cells.hash_one(key);
+        let cached = self.reads.lookup(hash, key, |shared| {
+            self.update_shared(shared, claim, Word::claimable_without_write_guard)
+        });
+        if let Ok(decision) = cached {
+            return decision;
+        }
+        // A cell in the table is never retired under a read guard (removals retire and remove
+        // under one write guard), so any word found here may be claimed.
+        if let Some(decision) = self
+            .cells
+            .read_update(hash, key, |cell| self.update_cell(cell, claim))
+        {
+            return decision;
+        }
+        self.upsert(key.clone(), now, |key| {
+            let update = |cell: CellMut<'_>| self.update_cell(cell.as_ref(), claim);
+            self.cells.upsert(hash, key, || self.vacant(), update)
+        })
+        .unwrap_or_else(|retry_after| BackendLaunchDecision::Refuse {
+            reason: BackendRecoveryRefusalReason::CapacityExhausted,
+            retry_after,
+        })
     }
 
     /// What a gate check at `now` sees for `key`: serve it, or refuse it with a retry-after.
@@ -374,7 +492,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let now = self.epoch.ticks(now);
         let hash = self.cells.hash_one(key);
         let admit = match self.reads.lookup(hash, key, Shared::load_live) {
-            Ok(word) => return cell::status(word, now, &self.policy),
+            Ok(word) => return word::status(word, now, &self.policy),
             Err(admit) => admit,
         };
         // Not cached: the cell read under the read guard is the answer. A key this thread
@@ -388,7 +506,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         if let Some((key, shared)) = admitted {
             self.cache(hash, key, shared);
         }
-        cell::status(word, now, &self.policy)
+        word::status(word, now, &self.policy)
     }
 
     /// Removes every entry whose budget window has closed at `now`, and returns how many.
@@ -453,7 +571,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         self.cells.for_each(|key, cell| {
             entries.push(BackendRecoverySnapshotEntry {
                 key: key.clone(),
-                status: cell::status(cell.load(), now, &self.policy),
+                status: word::status(cell.load(), now, &self.policy),
             });
         });
         entries
@@ -463,6 +581,36 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// [`without_metrics`](Self::without_metrics)).
     pub fn metrics(&self) -> BackendRecoveryMetrics {
         self.metrics.read()
+    }
+
+    /// A success of `key` at `now` (in ticks), under the shard's write guard: forgets its
+    /// crashes (removing the entry, or leaving a tombstone) unless its probation says to keep
+    /// them (`word::succeed`). Returns whether they were forgotten.
+    fn succeed<Q>(&self, key: &Q, now: u64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut forgotten = true;
+        self.cells
+            .remove_if(self.cells.hash_one(key), key, |mut cell| {
+                // A compare-and-swap even under the write guard: a crash through a read cache
+                // may race it.
+                let forget = cell
+                    .as_ref()
+                    .update(|word| word::succeed(word, now, &self.policy));
+                forgotten = forget;
+                let remove = forget && cell.forget_crashes();
+                if remove {
+                    // Released under the write guard, so a crash that then finds the state full
+                    // cannot have missed this removal.
+                    self.occupancy.release(1);
+                    self.retire(&mut cell);
+                }
+                remove
+            });
+        self.metrics.add(Counter::Successes, 1);
+        forgotten
     }
 
     /// The key's jitter seed, hashed only when the policy has jitter.
@@ -476,11 +624,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// Applies a crash's transition to `cell` by compare-and-swap (or, in a loom build told to
     /// break it, by the load-then-store the teeth model must catch).
-    fn update_cell(
-        &self,
-        cell: CellRef<'_>,
-        transition: impl FnMut(Word) -> (Word, BackendRecoveryDecision),
-    ) -> BackendRecoveryDecision {
+    fn update_cell<R>(&self, cell: CellRef<'_>, transition: impl FnMut(Word) -> (Word, R)) -> R {
         #[cfg(loom)]
         if self.broken_cell_updates {
             return cell.update_without_cas(transition);
@@ -558,7 +702,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             Scan::All => Some(u64::MAX),
         };
         let (removed, earliest) = self.cells.retain(cutoff, |_, mut cell| {
-            let expired = self.retire_if(&mut cell, |word| cell::expired(word, now, age));
+            let expired = self.retire_if(&mut cell, |word| {
+                word::expired(word, now, age, &self.policy)
+            });
             if expired {
                 // Released under the shard's write guard, as in `record_success`.
                 self.occupancy.release(1);
@@ -566,8 +712,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             !expired
         });
         self.metrics.add(Counter::EntriesPurged, removed as u64);
-        let soonest = (earliest != u64::MAX)
-            .then(|| cell::time_until_expired(Word::started_at(earliest), now, age));
+        let soonest = (earliest != u64::MAX).then(|| word::time_until_expired(earliest, now, age));
         (removed, soonest)
     }
 
@@ -603,18 +748,19 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         }
     }
 
-    /// A crash's transition on a cached cell, as [`update_cell`](Self::update_cell) does on one
-    /// in the table; `None` if the cell was removed or is a tombstone.
-    fn update_shared(
+    /// A transition on a cached cell, as [`update_cell`](Self::update_cell) does on one in the
+    /// table; `None` if the cell was removed or `usable` refuses its word.
+    fn update_shared<R>(
         &self,
         shared: &Shared,
-        transition: impl FnMut(Word) -> (Word, BackendRecoveryDecision),
-    ) -> Option<BackendRecoveryDecision> {
+        transition: impl FnMut(Word) -> (Word, R),
+        usable: impl Fn(Word) -> bool,
+    ) -> Option<R> {
         #[cfg(loom)]
         if self.broken_cell_updates {
-            return shared.update_live_without_cas(transition);
+            return shared.update_live_without_cas(transition, usable);
         }
-        shared.update_live(transition)
+        shared.update_live(transition, usable)
     }
 
     fn count(&self, decision: &BackendRecoveryDecision) {

@@ -12,6 +12,58 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering}
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+/// A cell's 128-bit word (`cell.rs`): `portable-atomic`'s, which compiles to `cmpxchg16b` for
+/// the compare-and-swap on x86-64 and, where the CPU has AVX (detected at run time), to one
+/// 16-byte load for a load, so that a gate check writes nothing. On a CPU without it a load is
+/// a compare-and-swap that writes back the value it read; the answers are the same.
+#[cfg(not(loom))]
+pub(crate) use portable_atomic::AtomicU128;
+
+/// loom has no 128-bit atomic: under `--cfg loom`, one behind a loom mutex, with the same
+/// methods. Each call is one step that loom interleaves with the others, as a hardware atomic
+/// is. The mutex orders more than a `Relaxed` atomic would, which hides no bug of the cells:
+/// they rely on nothing but the coherence of their own word (see `cell.rs`).
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct AtomicU128(loom::sync::Mutex<u128>);
+
+#[cfg(loom)]
+impl AtomicU128 {
+    pub(crate) fn new(value: u128) -> Self {
+        AtomicU128(loom::sync::Mutex::new(value))
+    }
+
+    fn lock(&self) -> loom::sync::MutexGuard<'_, u128> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn load(&self, _: Ordering) -> u128 {
+        *self.lock()
+    }
+
+    pub(crate) fn store(&self, value: u128, _: Ordering) {
+        *self.lock() = value;
+    }
+
+    pub(crate) fn compare_exchange_weak(
+        &self,
+        current: u128,
+        new: u128,
+        _: Ordering,
+        _: Ordering,
+    ) -> Result<u128, u128> {
+        let mut word = self.lock();
+        if *word == current {
+            *word = new;
+            Ok(current)
+        } else {
+            Err(*word)
+        }
+    }
+}
+
 /// `parking_lot`'s lock: no poisoning, guards that are released on unwind all the same.
 #[cfg(not(loom))]
 pub(crate) use parking_lot::RwLock;

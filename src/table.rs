@@ -61,7 +61,9 @@ const _: () = assert!(SHARDS.is_power_of_two() && SHARDS > 1);
 /// which it may become purgeable (a cell's window start). It must never move earlier except
 /// through `&mut` (under the write guard), which lowers the shard's bound.
 pub(crate) trait Purgeable {
-    fn purgeable_from(&self) -> u64;
+    /// What the bound depends on besides the value (the state's policy), kept by the table.
+    type Rules;
+    fn purgeable_from(&self, rules: &Self::Rules) -> u64;
 }
 
 /// A value in one of the table's two forms: `Plain`, the form most entries keep all their life
@@ -82,11 +84,22 @@ impl<P, R> Form<&mut P, &mut R> {
     }
 }
 
-impl<P: Purgeable, R: Purgeable> Purgeable for Form<&mut P, &mut R> {
-    fn purgeable_from(&self) -> u64 {
+impl<P: Purgeable, R: Purgeable<Rules = P::Rules>> Purgeable for Form<&P, &R> {
+    type Rules = P::Rules;
+    fn purgeable_from(&self, rules: &P::Rules) -> u64 {
         match self {
-            Form::Plain(plain) => plain.purgeable_from(),
-            Form::Rich(rich) => rich.purgeable_from(),
+            Form::Plain(plain) => plain.purgeable_from(rules),
+            Form::Rich(rich) => rich.purgeable_from(rules),
+        }
+    }
+}
+
+impl<P: Purgeable, R: Purgeable<Rules = P::Rules>> Purgeable for Form<&mut P, &mut R> {
+    type Rules = P::Rules;
+    fn purgeable_from(&self, rules: &P::Rules) -> u64 {
+        match self {
+            Form::Plain(plain) => plain.purgeable_from(rules),
+            Form::Rich(rich) => rich.purgeable_from(rules),
         }
     }
 }
@@ -197,19 +210,20 @@ impl<K, P, R> Shard<K, P, R> {
 
 /// A sharded map from keys to values that are updated in place through `&`, each value in one
 /// of two [`Form`]s: `P`, or `R` once it needs more.
-pub(crate) struct Table<K, P, R, S> {
+pub(crate) struct Table<K, P: Purgeable, R, S> {
     shards: Box<[CachePadded<Shard<K, P, R>>]>,
     hasher: S,
+    rules: P::Rules,
 }
 
 impl<K, P, R, S> Table<K, P, R, S>
 where
     K: Hash + Eq,
     P: Purgeable,
-    R: Purgeable + From<P>,
+    R: Purgeable<Rules = P::Rules> + From<P>,
     S: BuildHasher,
 {
-    pub(crate) fn with_hasher(hasher: S) -> Self {
+    pub(crate) fn with_hasher(hasher: S, rules: P::Rules) -> Self {
         let shards = (0..SHARDS)
             .map(|_| {
                 CachePadded::new(Shard {
@@ -221,7 +235,11 @@ where
                 })
             })
             .collect();
-        Table { shards, hasher }
+        Table {
+            shards,
+            hasher,
+            rules,
+        }
     }
 
     /// `key`'s hash under the table's hasher: every other call takes it.
@@ -240,7 +258,7 @@ where
     }
 
     /// `f(value)` under the shard's read guard, or `None` if `key` is absent.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn read<Q, T>(
         &self,
         hash: u64,
@@ -252,6 +270,33 @@ where
         Q: Eq + ?Sized,
     {
         self.read_entry(hash, key, |_, value| f(value))
+    }
+
+    /// As [`read`](Self::read), for a closure that may update the value through `&`: after
+    /// it, the shard's purge bound is lowered to the value's if that is earlier. Sound under
+    /// the read guard: a purge of the shard takes the write guard, so it sees the update and
+    /// the bound together, or neither; one that skipped the shard on the old bound ran before
+    /// the update. Costs a load of the bound; a store only when it moves.
+    #[inline]
+    pub(crate) fn read_update<Q, T>(
+        &self,
+        hash: u64,
+        key: &Q,
+        f: impl for<'a> FnOnce(Form<&'a P, &'a R>) -> T,
+    ) -> Option<T>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let shard = self.shard(hash);
+        let entries = shard.entries.read();
+        let (_, value) = entries.find(hash, key)?;
+        let answer = f(value);
+        let from = value.purgeable_from(&self.rules);
+        if from < shard.purgeable_from.load(Ordering::Relaxed) {
+            shard.lower_purge_bound(from);
+        }
+        Some(answer)
     }
 
     /// As [`read`](Self::read), with the stored key too.
@@ -315,7 +360,7 @@ where
             },
         };
         let answer = f(value.reborrow());
-        shard.lower_purge_bound(value.purgeable_from());
+        shard.lower_purge_bound(value.purgeable_from(&self.rules));
         Ok((answer, inserted))
     }
 
@@ -344,11 +389,12 @@ where
             },
         };
         let answer = f(value);
-        shard.lower_purge_bound(value.purgeable_from());
+        shard.lower_purge_bound(value.purgeable_from(&self.rules));
         Ok((answer, inserted))
     }
 
     /// Under the shard's write guard, removes `key` if `f(value)` says so; `true` if removed.
+    /// A value `f` keeps lowers the shard's purge bound to its own if that is earlier.
     pub(crate) fn remove_if<Q>(
         &self,
         hash: u64,
@@ -359,15 +405,32 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let mut entries = self.shard(hash).entries.write();
+        let shard = self.shard(hash);
+        let mut entries = shard.entries.write();
         let Entries { plain, rich } = &mut *entries;
-        if let Ok(entry) = plain.find_entry(hash, |(stored, _)| stored.borrow() == key) {
-            return remove_when(entry, |plain| f(Form::Plain(plain)));
+        let rules = &self.rules;
+        let mut kept = u64::MAX;
+        let removed =
+            if let Ok(entry) = plain.find_entry(hash, |(stored, _)| stored.borrow() == key) {
+                remove_when(entry, |plain| {
+                    let remove = f(Form::Plain(&mut *plain));
+                    kept = plain.purgeable_from(rules);
+                    remove
+                })
+            } else {
+                match rich.find_entry(hash, |(stored, _)| stored.borrow() == key) {
+                    Ok(entry) => remove_when(entry, |rich| {
+                        let remove = f(Form::Rich(&mut *rich));
+                        kept = rich.purgeable_from(rules);
+                        remove
+                    }),
+                    Err(_) => false,
+                }
+            };
+        if !removed {
+            shard.lower_purge_bound(kept);
         }
-        match rich.find_entry(hash, |(stored, _)| stored.borrow() == key) {
-            Ok(entry) => remove_when(entry, |rich| f(Form::Rich(rich))),
-            Err(_) => false,
-        }
+        removed
     }
 
     /// Keeps the entries `keep` accepts, one shard's write guard at a time, and returns how
@@ -407,7 +470,7 @@ where
             let mut keep = |key: &K, mut value: Form<&mut P, &mut R>| {
                 let kept = keep(key, value.reborrow());
                 if kept {
-                    survivors = survivors.min(value.purgeable_from());
+                    survivors = survivors.min(value.purgeable_from(&self.rules));
                 }
                 kept
             };
@@ -467,6 +530,7 @@ mod tests {
 
     use super::*;
     use crate::cell::{Cell, RichCell};
+    use crate::word::Rules;
 
     type Cells = Table<u32, Cell, RichCell, RandomState>;
 
@@ -488,7 +552,7 @@ mod tests {
     /// is reached afterwards, and is in exactly one table throughout.
     #[test]
     fn a_key_moves_to_the_rich_table_once_and_stays_there() {
-        let table = Cells::with_hasher(RandomState::new());
+        let table = Cells::with_hasher(RandomState::new(), Rules::new(Default::default()));
         for key in 0..100 {
             insert(&table, key);
         }

@@ -36,7 +36,22 @@
 //!   budget windows ago; if that frees no place it is refused with `CapacityExhausted`,
 //!   carrying the time until the first entry could be purged so, or the budget window if there
 //!   is none. Tracked keys keep their exact behaviour;
-//! - the counters of `metrics()`.
+//! - the counters of `metrics()`;
+//! - launches ([`claim_launch`](ReferenceModel::claim_launch)): each entry also has a launch
+//!   stage and instant. A crash sets them from its decision: a `Retry` to "backing off until
+//!   now + retry-after", a `Refuse` to "refused until now + retry-after", keeping the later of
+//!   that instant and the one before. A claim is refused while the budget is spent or a
+//!   refusal runs; told to wait while a backoff runs or another claim (won less than the
+//!   launch timeout ago) is pending; else it is won, and the stage becomes "claimed at now" (or
+//!   at the instant before, if later). A key without an entry is inserted by its claim, with no
+//!   window. The gate check answers `BackingOff` while a backoff runs (unless the budget is
+//!   spent);
+//! - probation ([`record_success_at`](ReferenceModel::record_success_at)): with a `min_uptime`,
+//!   a success less than that after the launch instant (the claim, or the end of the backoff
+//!   or refusal) keeps a key that has crashes in its window, settling a claim to "running";
+//! - purging with launches: an entry is purged at age `A` once its window started at least
+//!   `A` ago and its launch has settled at least `A` less one budget window ago (a claim settles
+//!   a launch timeout after its instant, anything else at its instant).
 //!
 //! It never purges by itself: the crate's automatic purge starts only once an insert brings the
 //! count to 1024 entries (`SLACK` in the crate's `occupancy.rs`), and an automatic purge changes
@@ -51,7 +66,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use backend_recovery::{
-    BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy,
+    BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy,
     BackendRecoveryRefusalReason, BackendRecoveryStatus, BackoffGrowth, MAX_RETRIES_PER_WINDOW,
 };
 
@@ -70,11 +85,28 @@ pub struct ReferenceModel<K> {
 /// One tracked key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Entry {
-    window_started_at: Instant,
+    /// `None` for a key inserted by a launch claim, which has had no window yet.
+    window_started_at: Option<Instant>,
     /// Crashes in the window, at most one past the retries; 0 for a tombstone, which has no
     /// window but remembers its last counted report.
     crashes_in_window: u32,
     last_report: Option<CountedReport>,
+    stage: Stage,
+    /// The launch instant of the stage; `None` before any.
+    launch_at: Option<Instant>,
+}
+
+/// Who may launch a tracked key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Stage {
+    /// Nothing pending: a claim wins.
+    Idle,
+    /// Won at `launch_at`; pending until the launch timeout has passed.
+    Claimed,
+    /// A retry was granted: no launch before `launch_at`.
+    Backoff,
+    /// Refused: no launch before `launch_at`.
+    Refused,
 }
 
 /// The last report counted by incarnation for a key, and what it was answered.
@@ -140,20 +172,87 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         decision
     }
 
-    /// The spec's `record_success`: forgets the key, except that a key reported by incarnation
-    /// stays as a tombstone remembering that incarnation. Counted whether or not it was tracked.
+    /// The spec's `record_success`: [`record_success_at`](Self::record_success_at) now (the
+    /// instant matters only with a probation).
     pub fn record_success(&mut self, key: &K) {
-        let tombstone = match self.entries.get_mut(key) {
-            Some(entry) if entry.last_report.is_some() => {
-                entry.crashes_in_window = 0;
-                true
-            }
-            _ => false,
+        self.record_success_at(key, Instant::now());
+    }
+
+    /// A success at `now`: forgets the key (a key reported by incarnation stays as a tombstone
+    /// remembering that incarnation), unless a probation keeps its crashes. Counted whether or
+    /// not it was tracked. Returns whether the crashes were forgotten.
+    pub fn record_success_at(&mut self, key: &K, now: Instant) -> bool {
+        self.metrics.successes += 1;
+        let min_uptime = self.policy.min_uptime;
+        let Some(entry) = self.entries.get_mut(key) else {
+            return true;
         };
-        if !tombstone {
+        let up = entry
+            .launch_at
+            .map_or(Duration::MAX, |at| elapsed_since(at, now));
+        if !min_uptime.is_zero() && entry.crashes_in_window > 0 && up < min_uptime {
+            if entry.stage == Stage::Claimed {
+                entry.stage = Stage::Idle;
+            }
+            return false;
+        }
+        if entry.last_report.is_some() {
+            entry.crashes_in_window = 0;
+            entry.stage = Stage::Idle;
+        } else {
             self.entries.remove(key);
         }
-        self.metrics.successes += 1;
+        true
+    }
+
+    /// A launch claim at `now`: `Launch` for exactly one caller per launch the state allows.
+    pub fn claim_launch(&mut self, key: K, now: Instant) -> BackendLaunchDecision {
+        let refuse = |retry_after| BackendLaunchDecision::Refuse {
+            reason: BackendRecoveryRefusalReason::BackendUnavailable,
+            retry_after,
+        };
+        if !self.entries.contains_key(&key) {
+            if let Err(wait) = self.make_room(now) {
+                return BackendLaunchDecision::Refuse {
+                    reason: BackendRecoveryRefusalReason::CapacityExhausted,
+                    retry_after: wait,
+                };
+            }
+            let entry = Entry {
+                window_started_at: None,
+                crashes_in_window: 0,
+                last_report: None,
+                stage: Stage::Claimed,
+                launch_at: Some(now),
+            };
+            self.entries.insert(key, entry);
+            return BackendLaunchDecision::Launch;
+        }
+        let policy = self.policy;
+        let entry = self.entries.get_mut(&key).expect("tracked");
+        if let Some((started_at, crashes)) = entry.open_window(now, policy.budget_window)
+            && crashes > policy.retries_per_window
+        {
+            return refuse(policy.budget_window - elapsed_since(started_at, now));
+        }
+        let until = match (entry.stage, entry.launch_at) {
+            (Stage::Claimed, Some(at)) => Some(later(at, policy.launch_timeout)),
+            (Stage::Backoff | Stage::Refused, Some(at)) => Some(at),
+            _ => None,
+        };
+        if let Some(until) = until
+            && now < until
+        {
+            let retry_after = until - now;
+            return if entry.stage == Stage::Refused {
+                refuse(retry_after)
+            } else {
+                BackendLaunchDecision::Wait { retry_after }
+            };
+        }
+        entry.stage = Stage::Claimed;
+        entry.launch_at = entry.launch_at.max(Some(now));
+        BackendLaunchDecision::Launch
     }
 
     /// `purge_expired`: removes the entries whose window has closed at `now`; how many.
@@ -161,27 +260,37 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         self.purge(now, self.policy.budget_window)
     }
 
-    /// What a gate check at `now` reports: what the next crash at `now` would be told.
+    /// What a gate check at `now` reports: what the next crash at `now` would be told, or that
+    /// a granted retry's backoff still runs.
     pub fn status(&self, key: &K, now: Instant) -> BackendRecoveryStatus {
         let window = self.policy.budget_window;
-        let Some((started_at, crashes)) = self
-            .entries
-            .get(key)
-            .and_then(|entry| entry.open_window(now, window))
-        else {
+        let Some(entry) = self.entries.get(key) else {
             return BackendRecoveryStatus::Healthy;
         };
-        let rest = window - elapsed_since(started_at, now);
-        if crashes > self.policy.retries_per_window {
-            BackendRecoveryStatus::Unavailable {
+        let open = entry.open_window(now, window);
+        if let Some((started_at, crashes)) = open
+            && crashes > self.policy.retries_per_window
+        {
+            return BackendRecoveryStatus::Unavailable {
                 reason: BackendRecoveryRefusalReason::BackendUnavailable,
-                retry_after: rest,
-            }
-        } else {
-            BackendRecoveryStatus::Recovering {
+                retry_after: window - elapsed_since(started_at, now),
+            };
+        }
+        if entry.stage == Stage::Backoff
+            && let Some(until) = entry.launch_at
+            && now < until
+        {
+            return BackendRecoveryStatus::BackingOff {
+                crashes_in_window: open.map_or(0, |(_, crashes)| crashes),
+                retry_after: until - now,
+            };
+        }
+        match open {
+            Some((started_at, crashes)) => BackendRecoveryStatus::Recovering {
                 crashes_in_window: crashes,
-                window_remaining: rest,
-            }
+                window_remaining: window - elapsed_since(started_at, now),
+            },
+            None => BackendRecoveryStatus::Healthy,
         }
     }
 
@@ -221,14 +330,16 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         };
         let policy = self.policy;
         let entry = self.entries.entry(key).or_insert(Entry {
-            window_started_at: now,
+            window_started_at: None,
             crashes_in_window: 0,
             last_report: None,
+            stage: Stage::Idle,
+            launch_at: None,
         });
         // No open window (a new key, a tombstone, or a window that has closed): this crash
         // opens one.
         if entry.open_window(now, policy.budget_window).is_none() {
-            entry.window_started_at = now;
+            entry.window_started_at = Some(now);
             entry.crashes_in_window = 0;
         }
         let ceiling = policy.retries_per_window + 1;
@@ -242,9 +353,18 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         } else {
             BackendRecoveryDecision::Refuse {
                 reason: BackendRecoveryRefusalReason::BackendUnavailable,
-                retry_after: policy.budget_window - elapsed_since(entry.window_started_at, now),
+                retry_after: policy.budget_window
+                    - elapsed_since(entry.window_started_at.expect("open"), now),
             }
         };
+        entry.stage = if decision.is_retry() {
+            Stage::Backoff
+        } else {
+            Stage::Refused
+        };
+        entry.launch_at = entry
+            .launch_at
+            .max(Some(later(now, decision.retry_after())));
         (decision, Some(entry))
     }
 
@@ -262,16 +382,17 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         let soonest = self
             .entries
             .values()
-            .map(|entry| age.saturating_sub(elapsed_since(entry.window_started_at, now)))
+            .map(|entry| entry.purged_in(now, age, &self.policy))
             .min();
         Err(soonest.unwrap_or(self.policy.budget_window))
     }
 
     /// Removes the entries whose window started at least `age` before `now`; how many.
     fn purge(&mut self, now: Instant, age: Duration) -> usize {
+        let policy = self.policy;
         let before = self.entries.len();
         self.entries
-            .retain(|_, entry| elapsed_since(entry.window_started_at, now) < age);
+            .retain(|_, entry| !entry.purged_in(now, age, &policy).is_zero());
         let removed = before - self.entries.len();
         self.metrics.entries_purged += removed as u64;
         removed
@@ -293,10 +414,36 @@ impl<K: Hash + Ord> ReferenceModel<K> {
 impl Entry {
     /// `(start, crashes)` of the entry's window if it is open at `now`.
     fn open_window(&self, now: Instant, budget_window: Duration) -> Option<(Instant, u32)> {
-        let open = self.crashes_in_window > 0
-            && elapsed_since(self.window_started_at, now) < budget_window;
-        open.then_some((self.window_started_at, self.crashes_in_window))
+        let start = self.window_started_at?;
+        let open = self.crashes_in_window > 0 && elapsed_since(start, now) < budget_window;
+        open.then_some((start, self.crashes_in_window))
     }
+
+    /// Time from `now` until a purge at age `age` removes the entry (zero: it would now): its
+    /// window must have started `age` ago, and its launch settled `age` less a window ago.
+    fn purged_in(&self, now: Instant, age: Duration, policy: &BackendRecoveryPolicy) -> Duration {
+        let window = self.window_started_at.map_or(Duration::ZERO, |start| {
+            age.saturating_sub(elapsed_since(start, now))
+        });
+        let settles = match (self.stage, self.launch_at) {
+            (Stage::Claimed, Some(at)) => Some(later(at, policy.launch_timeout)),
+            (Stage::Idle | Stage::Backoff | Stage::Refused, Some(at)) => Some(at),
+            (_, None) => None,
+        };
+        let launch = settles.map_or(Duration::ZERO, |settles| {
+            let due = later(settles, age.saturating_sub(policy.budget_window));
+            due.saturating_duration_since(now)
+        });
+        window.max(launch)
+    }
+}
+
+/// `at + delay`, or as far as an `Instant` here goes (decades past any test's instants).
+fn later(at: Instant, delay: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(40 * 366 * 24 * 3600);
+    at.checked_add(delay.min(FAR))
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
 }
 
 impl CountedReport {
@@ -325,6 +472,7 @@ fn clamped(policy: BackendRecoveryPolicy) -> BackendRecoveryPolicy {
     clamped.budget_window = nonzero(policy.budget_window);
     clamped.retries_per_window = MAX_RETRIES_PER_WINDOW.min(policy.retries_per_window);
     clamped.jitter_per_mille = 1000.min(policy.jitter_per_mille);
+    clamped.launch_timeout = nonzero(policy.launch_timeout.min(clamped.budget_window));
     if let BackoffGrowth::Exponential {
         factor_per_mille,
         cap,
@@ -449,7 +597,11 @@ mod tests {
                     attempt,
                 }
             );
-            assert!(reference.status(&"a", now).is_available());
+            assert_eq!(
+                reference.status(&"a", now).retry_after(),
+                Some(delay * MS),
+                "backing off"
+            );
         }
         let now = base + Duration::from_secs(10);
         assert_eq!(
@@ -544,9 +696,9 @@ mod tests {
         assert!(reference.record_crash_of("a", 2, later).is_retry());
         assert_eq!(
             reference.status(&"a", later),
-            BackendRecoveryStatus::Recovering {
+            BackendRecoveryStatus::BackingOff {
                 crashes_in_window: 1,
-                window_remaining: Duration::from_secs(1),
+                retry_after: 75 * MS,
             }
         );
         assert_eq!(reference.purge_expired(later + Duration::from_secs(1)), 1);

@@ -28,9 +28,16 @@ fn exponential_schedule_is_pinned_exactly() {
     assert_eq!(s.record_crash("a", at(2)), retry(400 * MS, 3));
     assert_eq!(
         s.status("a", at(2)),
+        BackendRecoveryStatus::BackingOff {
+            crashes_in_window: 3,
+            retry_after: 400 * MS,
+        }
+    );
+    assert_eq!(
+        s.status("a", at(2) + 400 * MS),
         BackendRecoveryStatus::Recovering {
             crashes_in_window: 3,
-            window_remaining: Duration::from_secs(28),
+            window_remaining: Duration::from_secs(28) - 400 * MS,
         }
     );
     assert_eq!(s.record_crash("a", at(3)), retry(800 * MS, 4));

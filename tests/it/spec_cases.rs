@@ -284,7 +284,10 @@ fn default_key_type_is_the_brokers_backend_key() {
     assert!(!s.record_crash(indexer.clone(), now).is_retry());
     s.record_success(&indexer);
     assert_eq!(s.len(), 1);
-    assert!(s.status(&private, now).is_available());
+    assert!(matches!(
+        s.status(&private, now),
+        BackendRecoveryStatus::BackingOff { .. }
+    ));
 }
 
 #[test]
