@@ -436,12 +436,13 @@ pub(crate) fn claim(word: Word, now: u64, rules: &Rules) -> (Word, BackendLaunch
 ///
 /// Forgotten unless the policy sets a probation (`min_uptime`) and the backend has not been up
 /// that long: `now` is less than `min_uptime` after the launch tick (the last claim won, or the
-/// end of the backoff or refusal no launch could start before). A key with no crash counted has
-/// nothing to keep and is always forgotten.
+/// end of the backoff or refusal no launch could start before). A key with no crash in an open
+/// window has nothing to keep and is always forgotten.
 #[inline]
 pub(crate) fn succeed(word: Word, now: u64, rules: &Rules) -> (Word, bool) {
     let up = now.saturating_sub(word.launch.tick());
-    if rules.min_uptime == 0 || word.crashes() == 0 || up >= rules.min_uptime {
+    let open = word.budget.open_window(now, rules).is_some();
+    if rules.min_uptime == 0 || !open || up >= rules.min_uptime {
         return (word, true);
     }
     let launch = match word.launch.stage() {

@@ -48,7 +48,7 @@
 //!   spent);
 //! - probation ([`record_success_at`](ReferenceModel::record_success_at)): with a `min_uptime`,
 //!   a success less than that after the launch instant (the claim, or the end of the backoff
-//!   or refusal) keeps a key that has crashes in its window, settling a claim to "running";
+//!   or refusal) keeps a key that has crashes in an open window, settling a claim to "running";
 //! - purging with launches: an entry is purged at age `A` once its window started at least
 //!   `A` ago and its launch has settled at least `A` less one budget window ago (a claim settles
 //!   a launch timeout after its instant, anything else at its instant).
@@ -190,7 +190,8 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         let up = entry
             .launch_at
             .map_or(Duration::MAX, |at| elapsed_since(at, now));
-        if !min_uptime.is_zero() && entry.crashes_in_window > 0 && up < min_uptime {
+        let open = entry.open_window(now, self.policy.budget_window).is_some();
+        if !min_uptime.is_zero() && open && up < min_uptime {
             if entry.stage == Stage::Claimed {
                 entry.stage = Stage::Idle;
             }

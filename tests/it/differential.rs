@@ -1,4 +1,5 @@
-//! Differential property tests: random histories of crashes, reports by incarnation, successes
+//! Differential property tests: random histories of crashes, reports by incarnation, launch
+//! claims, successes (with and without an instant, under random probations and launch timeouts)
 //! and status checks over a few keys, with random (often decreasing, often boundary-exact) instants, must get identical
 //! answers from the crate and from the independent reference model.
 
@@ -26,6 +27,9 @@ enum Op {
     /// A report by incarnation; few incarnations, so duplicates and stale reports are common.
     CrashOf(u8, u64, At),
     Success(u8),
+    /// A success at an instant: the probation applies.
+    SuccessAt(u8, At),
+    Claim(u8, At),
     Status(u8, At),
 }
 
@@ -42,6 +46,8 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (key.clone(), at()).prop_map(|(k, t)| Op::Crash(k, t)),
         3 => (key.clone(), 0u64..4, at()).prop_map(|(k, i, t)| Op::CrashOf(k, i, t)),
         1 => key.clone().prop_map(Op::Success),
+        2 => (key.clone(), at()).prop_map(|(k, t)| Op::SuccessAt(k, t)),
+        4 => (key.clone(), at()).prop_map(|(k, t)| Op::Claim(k, t)),
         2 => (key, at()).prop_map(|(k, t)| Op::Status(k, t)),
     ]
 }
@@ -73,13 +79,23 @@ fn policy() -> impl Strategy<Value = BackendRecoveryPolicy> {
         1 => Just((1u32, BackoffGrowth::Fixed, 0u32)),
         3 => (0u32..=14, growth, prop_oneof![Just(0u32), 0u32..=1000]),
     ];
-    (duration(), duration(), extras).prop_map(|(backoff, window, (retries, growth, jitter))| {
-        let mut policy = BackendRecoveryPolicy::new(backoff, window);
-        policy.retries_per_window = retries;
-        policy.backoff_growth = growth;
-        policy.jitter_per_mille = jitter;
-        policy
-    })
+    let launch = prop_oneof![
+        1 => Just(None),
+        2 => (duration(), duration()).prop_map(Some),
+    ];
+    (duration(), duration(), extras, launch).prop_map(
+        |(backoff, window, (retries, growth, jitter), launch)| {
+            let mut policy = BackendRecoveryPolicy::new(backoff, window);
+            policy.retries_per_window = retries;
+            policy.backoff_growth = growth;
+            policy.jitter_per_mille = jitter;
+            if let Some((min_uptime, launch_timeout)) = launch {
+                policy.min_uptime = min_uptime;
+                policy.launch_timeout = launch_timeout;
+            }
+            policy
+        },
+    )
 }
 
 fn instant(base: Instant, window: Duration, at: At) -> Instant {
@@ -129,8 +145,32 @@ fn run_op(
             );
         }
         Op::Success(key) => {
-            state.record_success(&key);
-            model.record_success(&key);
+            // Without an instant only under the spec's policy: with a probation it reads the
+            // clock, which the two would read apart.
+            if state.policy().min_uptime.is_zero() {
+                state.record_success(&key);
+                model.record_success(&key);
+            }
+        }
+        Op::SuccessAt(key, at) => {
+            let now = instant(base, window, at);
+            prop_assert_eq!(
+                state.record_success_at(&key, now),
+                model.record_success_at(&key, now),
+                "success of key {} at step {}",
+                key,
+                step
+            );
+        }
+        Op::Claim(key, at) => {
+            let now = instant(base, window, at);
+            prop_assert_eq!(
+                state.claim_launch(&key, now),
+                model.claim_launch(key, now),
+                "claim of key {} at step {}",
+                key,
+                step
+            );
         }
         Op::Status(key, at) => {
             let now = instant(base, window, at);
@@ -174,9 +214,11 @@ fn purge_instants(base: Instant, window: Duration, ops: &[(Op, bool)]) -> Vec<Op
     let mut instants = vec![None; ops.len()];
     for (i, (op, purge_before)) in ops.iter().enumerate().rev() {
         let at = match op {
-            Op::Crash(_, at) | Op::CrashOf(_, _, at) | Op::Status(_, at) => {
-                Some(instant(base, window, *at))
-            }
+            Op::Crash(_, at)
+            | Op::CrashOf(_, _, at)
+            | Op::Status(_, at)
+            | Op::SuccessAt(_, at)
+            | Op::Claim(_, at) => Some(instant(base, window, *at)),
             Op::Success(_) => None,
         };
         if let Some(at) = at {
