@@ -522,9 +522,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         if inserted {
             match self.occupancy.purge_due() {
                 PurgeDue::No => {}
-                PurgeDue::Lead => {
+                PurgeDue::Lead(lead) => {
                     self.purge(now, self.automatic_purge_age(), Scan::Skip);
-                    self.occupancy.purged();
+                    lead.finish();
                 }
                 PurgeDue::Help => {
                     self.purge(now, self.automatic_purge_age(), Scan::Skip);
