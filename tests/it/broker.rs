@@ -8,8 +8,11 @@
 //! saying how to.
 //!
 //! The assertions are on what happened (counters, decisions, processes), never on how long it
-//! took; the only clock is the broker's own `--duration`, chosen so that its 1 s budget window
-//! closes about halfway through the run.
+//! took. The only clock is the broker's own: its `--duration` of 2 s is eight of the run's
+//! 250 ms budget windows (`WINDOW_MS`), and a whole cycle of the crash loop (a crash granted a
+//! respawn after 50 ms, the respawned backend's crash refused, the window closing, the reopen)
+//! takes about one window. A run whose threads were stalled for most of those 2 s could still
+//! see no reopen; one stalled for a second still sees several.
 
 #![cfg(unix)]
 
@@ -290,14 +293,19 @@ fn assert_no_backend_left(summary: &Value) {
     assert!(running.is_empty(), "backends still running: {running:?}");
 }
 
+/// The budget window of the run that checks the crash loop's whole cycle: an eighth of its
+/// duration.
+const WINDOW_MS: u64 = 250;
+
 #[test]
 fn broker_refuses_a_crash_loop_for_the_window_and_keeps_healthy_services_serving() {
-    let mut args = vec!["--duration", "2"];
+    let window = WINDOW_MS.to_string();
+    let mut args = vec!["--duration", "2", "--window-ms", &window];
     args.extend(SERVICES);
     let summary = run_to_end(&args, 2);
     let report = serde_json::to_string_pretty(&summary).unwrap();
     assert_eq!(summary["interrupted"], false);
-    assert_eq!(summary["policy"]["budget_window_ms"], 1000, "{report}");
+    assert_eq!(summary["policy"]["budget_window_ms"], WINDOW_MS, "{report}");
 
     // The crash loop: its first death is granted a respawn, the respawned backend dies too and
     // that death is refused; Hellos are then refused at the gate until the window passes.
