@@ -664,7 +664,7 @@ where
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
     use std::sync::mpsc;
     use std::time::Duration;
@@ -719,7 +719,7 @@ mod tests {
 
         /// Waits until `thread`, which has called [`run`](Self::run), sleeps with its operation
         /// unfinished; fails if the operation returns first.
-        fn wait_until_parked(&self, thread: &PathBuf, what: &str) {
+        fn wait_until_parked(&self, thread: &Path, what: &str) {
             loop {
                 assert_eq!(
                     self.finished.load(SeqCst),
