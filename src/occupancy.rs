@@ -46,14 +46,37 @@ pub(crate) const SLACK: usize = 1024;
 pub(crate) const CHECK_EVERY: usize = 32;
 
 /// What an inserting thread must do about purging.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PurgeDue {
+#[derive(Debug)]
+pub(crate) enum PurgeDue<'a> {
     /// Nothing.
     No,
-    /// Purge, then call [`Occupancy::purged`].
-    Lead,
+    /// Purge, then [`finish`](PurgeLead::finish) the lead.
+    Lead(PurgeLead<'a>),
     /// Purge too: a lead is purging but the table reached twice the threshold meanwhile.
     Help,
+}
+
+/// The lead of an automatic purge, held while it runs. Dropping it ends the lead as
+/// [`PurgeLead::finish`] does, also when a key's `Hash`, `Eq` or `Drop` panics during the purge:
+/// without that, the `purging` flag would stay set, no thread would lead a purge again, and
+/// the threshold would never be set from the survivors again.
+#[derive(Debug)]
+#[must_use = "dropping the lead ends it at once"]
+pub(crate) struct PurgeLead<'a> {
+    occupancy: &'a Occupancy,
+}
+
+impl PurgeLead<'_> {
+    /// Ends the lead after its purge: sets the next threshold from the entries that survived.
+    pub(crate) fn finish(self) {
+        // The work is `Drop`'s, so that an unwinding purge does it too.
+    }
+}
+
+impl Drop for PurgeLead<'_> {
+    fn drop(&mut self) {
+        self.occupancy.purged();
+    }
 }
 
 /// Entry count, capacity and the automatic-purge threshold.
@@ -171,8 +194,8 @@ impl Occupancy {
     }
 
     /// The next automatic purge's threshold, and whether a thread leads one now: for the loom
-    /// models' checks.
-    #[cfg(loom)]
+    /// models' checks and the unit tests.
+    #[cfg(any(loom, test))]
     pub(crate) fn schedule(&self) -> (usize, bool) {
         (
             self.purge_at.load(Ordering::Relaxed),
@@ -236,7 +259,7 @@ impl Occupancy {
     }
 
     /// Whether the caller, having just inserted, must purge (see the module's note).
-    pub(crate) fn purge_due(&self) -> PurgeDue {
+    pub(crate) fn purge_due(&self) -> PurgeDue<'_> {
         #[cfg(not(loom))]
         if let Count::PerThread(locals) = &self.entries {
             let local = locals.get_or_default();
@@ -256,7 +279,7 @@ impl Occupancy {
             .compare_exchange(false, true, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            PurgeDue::Lead
+            PurgeDue::Lead(PurgeLead { occupancy: self })
         } else if len >= threshold.saturating_mul(2) {
             PurgeDue::Help
         } else {
@@ -279,8 +302,9 @@ impl Occupancy {
         self.no_purge_before.store(next, Ordering::Relaxed);
     }
 
-    /// Ends a led purge: sets the next threshold from the entries that survived it.
-    pub(crate) fn purged(&self) {
+    /// Ends a led purge: sets the next threshold from the entries that survived it. Called by
+    /// [`PurgeLead`]'s drop.
+    fn purged(&self) {
         let survivors = self.len();
         let next = survivors
             .saturating_mul(2)
@@ -313,26 +337,50 @@ mod tests {
         for _ in 0..SLACK - 1 {
             assert!(occupancy.try_reserve());
         }
-        assert_eq!(occupancy.purge_due(), PurgeDue::No);
+        assert!(matches!(occupancy.purge_due(), PurgeDue::No));
         assert!(occupancy.try_reserve());
-        assert_eq!(occupancy.purge_due(), PurgeDue::Lead);
-        assert_eq!(
-            occupancy.purge_due(),
-            PurgeDue::No,
+        let PurgeDue::Lead(lead) = occupancy.purge_due() else {
+            panic!("no lead at the threshold");
+        };
+        assert!(
+            matches!(occupancy.purge_due(), PurgeDue::No),
             "a second lead while one runs"
         );
         for _ in 0..SLACK {
             assert!(occupancy.try_reserve());
         }
-        assert_eq!(occupancy.purge_due(), PurgeDue::Help);
+        assert!(matches!(occupancy.purge_due(), PurgeDue::Help));
         occupancy.release(SLACK);
-        occupancy.purged();
+        lead.finish();
         // 1024 survivors: the next purge comes at 2048.
-        assert_eq!(occupancy.purge_due(), PurgeDue::No);
+        assert!(matches!(occupancy.purge_due(), PurgeDue::No));
         for _ in 0..SLACK {
             assert!(occupancy.try_reserve());
         }
-        assert_eq!(occupancy.purge_due(), PurgeDue::Lead);
+        assert!(matches!(occupancy.purge_due(), PurgeDue::Lead(_)));
+    }
+
+    /// A lead whose purge panics (a key's `Drop`, say) still ends: the flag is cleared and the
+    /// next threshold set, so that a later insert leads the next purge.
+    #[test]
+    fn a_lead_unwound_by_a_panic_ends_as_a_finished_one_does() {
+        let occupancy = Occupancy::new(usize::MAX - 1);
+        for _ in 0..SLACK {
+            assert!(occupancy.try_reserve());
+        }
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let PurgeDue::Lead(_lead) = occupancy.purge_due() else {
+                return;
+            };
+            occupancy.release(SLACK / 2);
+            panic!("a key panicked during the purge");
+        }));
+        assert!(unwound.is_err(), "the purge was led and panicked");
+        assert_eq!(occupancy.schedule(), (SLACK + SLACK / 2, false));
+        for _ in 0..SLACK {
+            assert!(occupancy.try_reserve());
+        }
+        assert!(matches!(occupancy.purge_due(), PurgeDue::Lead(_)));
     }
 
     #[test]
@@ -364,7 +412,7 @@ mod tests {
             assert!(occupancy.try_reserve());
             due.push(occupancy.purge_due());
         }
-        let lead = due.iter().position(|&d| d == PurgeDue::Lead);
+        let lead = due.iter().position(|d| matches!(d, PurgeDue::Lead(_)));
         // The count reaches SLACK at insert SLACK; the next check comes within CHECK_EVERY.
         let lead = lead.expect("a purge falls due");
         assert!(

@@ -666,9 +666,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         if inserted {
             match self.occupancy.purge_due() {
                 PurgeDue::No => {}
-                PurgeDue::Lead => {
+                PurgeDue::Lead(lead) => {
                     self.purge(now, self.automatic_purge_age(), Scan::Skip);
-                    self.occupancy.purged();
+                    lead.finish();
                 }
                 PurgeDue::Help => {
                     self.purge(now, self.automatic_purge_age(), Scan::Skip);
@@ -810,11 +810,102 @@ where
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
     use std::sync::mpsc;
     use std::time::Duration;
 
     use super::*;
     use crate::cache::lookups_to_cache;
+
+    /// How a test shows, without a timeout, that a thread blocks on a guard the test holds.
+    ///
+    /// A timeout proves nothing: a thread that would not block may simply not have run yet on
+    /// a loaded machine. Instead every event takes a number from one sequence. The thread takes
+    /// one when its operation returns (`finished`); the test waits until the thread sleeps in
+    /// the kernel with the operation unfinished, then takes one when it releases the guard
+    /// (`released`), and requires `finished > released`. The operation sleeps in nothing but a
+    /// lock (no I/O, no channel), so a sleeping thread is parked on the lock, and an operation
+    /// that did not block returns, and takes its number, before the test's: the test then
+    /// fails, however the threads were scheduled.
+    ///
+    /// Linux only: a thread's scheduler state is read from `/proc` (elsewhere these controls are
+    /// skipped).
+    struct Blocking {
+        sequence: AtomicU64,
+        /// Set just before the operation starts: from then on the thread sleeps only on a lock.
+        started: AtomicBool,
+        /// The blocking operation's number once it has returned; 0 before.
+        finished: AtomicU64,
+    }
+
+    impl Blocking {
+        fn new() -> Self {
+            Blocking {
+                sequence: AtomicU64::new(1),
+                started: AtomicBool::new(false),
+                finished: AtomicU64::new(0),
+            }
+        }
+
+        /// The calling thread's `/proc` directory, for [`wait_until_parked`](Self::wait_until_parked).
+        fn this_thread() -> PathBuf {
+            let task = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+            PathBuf::from("/proc").join(task)
+        }
+
+        /// Runs `operation`, the one that must block, and records when it returned.
+        fn run<T>(&self, operation: impl FnOnce() -> T) -> T {
+            self.started.store(true, SeqCst);
+            let answer = operation();
+            self.finished
+                .store(self.sequence.fetch_add(1, SeqCst), SeqCst);
+            answer
+        }
+
+        /// Waits until `thread`, which has called [`run`](Self::run), sleeps with its operation
+        /// unfinished; fails if the operation returns first.
+        fn wait_until_parked(&self, thread: &Path, what: &str) {
+            loop {
+                assert_eq!(
+                    self.finished.load(SeqCst),
+                    0,
+                    "{what} completed while the guard was held"
+                );
+                if !self.started.load(SeqCst) {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let stat = std::fs::read_to_string(thread.join("stat")).expect("the thread's stat");
+                // The state follows the parenthesised command name: `S` is an interruptible
+                // sleep, as in a futex wait.
+                let state = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next());
+                if state == Some("S") {
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        }
+
+        /// Releases `guard`; returns the release's number.
+        fn release(&self, guard: impl Sized) -> u64 {
+            let released = self.sequence.fetch_add(1, SeqCst);
+            drop(guard);
+            released
+        }
+
+        /// After the blocked operation returned: it returned after the release.
+        fn assert_returned_after(&self, released: u64, what: &str) {
+            let finished = self.finished.load(SeqCst);
+            assert!(
+                finished > released,
+                "{what} returned (event {finished}) before the guard was released (event \
+                 {released})"
+            );
+        }
+    }
 
     /// Every key hashes alike, so all keys share one shard.
     #[derive(Clone, Default)]
@@ -846,6 +937,7 @@ mod tests {
         assert!(state.record_crash(1, now).is_retry());
 
         let state = &state;
+        let blocking = &Blocking::new();
         std::thread::scope(|scope| {
             let guard = state.cells.hold_read_guard(&1);
 
@@ -856,14 +948,20 @@ mod tests {
             let decision = known.recv_timeout(Duration::from_secs(60));
             assert!(matches!(&decision, Ok(d) if !d.is_retry()), "{decision:?}");
 
-            let (new_done, new) = mpsc::channel();
-            scope.spawn(move || new_done.send(state.record_crash(2, now)).unwrap());
-            assert!(
-                new.recv_timeout(Duration::from_millis(200)).is_err(),
-                "an insert completed while a read guard was held on its shard"
-            );
-            drop(guard);
-            assert!(new.recv().unwrap().is_retry());
+            // The control (see `Blocking`).
+            if !cfg!(target_os = "linux") {
+                return;
+            }
+            let (thread_is, thread) = mpsc::channel();
+            let inserter = scope.spawn(move || {
+                thread_is.send(Blocking::this_thread()).unwrap();
+                blocking.run(|| state.record_crash(2, now))
+            });
+            let what = "an insert into a read-locked shard";
+            blocking.wait_until_parked(&thread.recv().unwrap(), what);
+            let released = blocking.release(guard);
+            assert!(inserter.join().unwrap().is_retry());
+            blocking.assert_returned_after(released, what);
         });
     }
 
@@ -880,15 +978,26 @@ mod tests {
         let lookups = lookups_to_cache();
 
         let state = &state;
+        let blocking = &Blocking::new();
         std::thread::scope(|scope| {
             let (go, wait) = mpsc::channel::<()>();
             let (done, checked) = mpsc::channel();
+            let (thread_is, thread) = mpsc::channel();
+            // The control (see `Blocking`): the last lookup before the key is cached.
+            let control = cfg!(target_os = "linux");
             scope.spawn(move || {
-                for _ in 0..lookups + 1 {
+                thread_is.send(Blocking::this_thread()).unwrap();
+                for lookup in 1..=lookups + 1 {
                     wait.recv().unwrap();
-                    done.send(state.status(&1, now)).unwrap();
+                    let status = if control && lookup == lookups {
+                        blocking.run(|| state.status(&1, now))
+                    } else {
+                        state.status(&1, now)
+                    };
+                    done.send(status).unwrap();
                 }
             });
+            let thread = thread.recv().unwrap();
             for _ in 1..lookups {
                 go.send(()).unwrap();
                 assert_eq!(checked.recv().unwrap(), recovering);
@@ -896,15 +1005,19 @@ mod tests {
 
             let guard = state.cells.hold_write_guard(&1u32);
             go.send(()).unwrap();
-            let last_uncached = checked.recv_timeout(Duration::from_millis(200));
-            assert!(
-                matches!(last_uncached, Err(mpsc::RecvTimeoutError::Timeout)),
-                "a key looked up {} times was checked while its shard was write-locked: \
-                 {last_uncached:?}",
-                lookups - 1
-            );
-            drop(guard);
-            assert_eq!(checked.recv().unwrap(), recovering);
+            if control {
+                let what = format!(
+                    "lookup {lookups} of a key (cached only from that one on), while its shard \
+                     was write-locked,"
+                );
+                blocking.wait_until_parked(&thread, &what);
+                let released = blocking.release(guard);
+                assert_eq!(checked.recv().unwrap(), recovering);
+                blocking.assert_returned_after(released, &what);
+            } else {
+                drop(guard);
+                assert_eq!(checked.recv().unwrap(), recovering);
+            }
 
             let _guard = state.cells.hold_write_guard(&1u32);
             go.send(()).unwrap();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryStatus};
 
 use crate::stores::{Key, Store};
-use sequence::{Clock, SplitMix64};
+use sequence::Clock;
 
 pub(crate) use workers::{bench, criterion_config};
 
@@ -184,15 +184,16 @@ impl Workload {
             .iter()
             .position(|&w| w == self)
             .expect("every workload is in ALL") as u64;
-        let mut rng = SplitMix64::new((workload << 32) | thread);
+        // Seeded: the same table in every run.
+        let mut rng = fastrand::Rng::with_seed((workload << 32) | thread);
         let keys = self.keys();
         (0..REPLAY_LEN)
             .map(|_| match self {
                 Workload::HotKey => Op::crash(0),
-                Workload::Uniform1k | Workload::Uniform100k => Op::crash(rng.below(keys)),
+                Workload::Uniform1k | Workload::Uniform100k => Op::crash(rng.u64(..keys)),
                 Workload::Gate => {
-                    let key = rng.below(keys);
-                    if rng.below(100) == 0 {
+                    let key = rng.u64(..keys);
+                    if rng.u64(..100) == 0 {
                         Op::crash(key)
                     } else {
                         Op::status(key)

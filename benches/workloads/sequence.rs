@@ -1,35 +1,10 @@
-//! Deterministic inputs for the lanes: a tiny PRNG for key sequences and a precomputed clock.
+//! Deterministic inputs for the lanes: a precomputed clock. (Key sequences come from a seeded
+//! `fastrand::Rng`, in `mod.rs`.)
 //!
 //! Both are computed before the timed region: the PRNG fills each lane's operation table when
 //! the lane is built, and the clock's instants are laid out in a table that a lane walks.
 
 use std::time::{Duration, Instant};
-
-/// SplitMix64 (Steele, Lea and Flood): one add and a few multiply-xorshifts per draw, good
-/// enough to spread keys, and no dependency.
-#[derive(Clone, Debug)]
-pub(crate) struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A draw in `0..bound`, by multiply-shift (Lemire), without modulo bias worth measuring.
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(bound)) >> 64) as u64
-    }
-}
 
 /// Instants a lane reads instead of calling `Instant::now()`: `start`, `start + tick`,
 /// `start + 2 * tick`, ... laid out in a table.

@@ -23,14 +23,16 @@ const CRASH_EXIT_STATUS: i32 = 101;
 /// Serves Hellos until stdin closes or a draw says crash.
 pub(crate) fn run(options: BackendOptions) -> ExitCode {
     let pid = std::process::id();
-    let mut draws = SplitMix64(options.seed);
+    // Seeded: each incarnation draws its own crash sequence.
+    let mut draws = fastrand::Rng::with_seed(options.seed);
     let mut answers = io::stdout().lock();
     for line in io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let mut words = line.split_whitespace();
         let answer = match (words.next(), words.next()) {
             (Some("HELLO"), Some(id)) => {
-                if draws.chance(options.crash_rate) {
+                // Always for a rate of 1, never for 0: the draw is in [0, 1).
+                if draws.f64() < options.crash_rate {
                     // Answers already written are flushed (stdout is line-buffered); this one
                     // and any queued behind it are lost, as in a real crash.
                     std::process::exit(CRASH_EXIT_STATUS);
@@ -49,24 +51,4 @@ pub(crate) fn run(options: BackendOptions) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// A small seeded generator (splitmix64): each incarnation draws its own crash sequence.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// `true` with probability `p`: always for 1, never for 0.
-    fn chance(&mut self, p: f64) -> bool {
-        // 53 random bits as a fraction in [0, 1).
-        let fraction = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        fraction < p
-    }
 }

@@ -6,8 +6,8 @@
 //! - [`ReferenceModel`]: the spec as a sequential model, independent of the crate's packed
 //!   word, shared with the main crate's differential and linearizability tests;
 //! - [`Scenario`]: operations per thread, every sequential order of them replayed on the
-//!   reference, and `Scenario::check`, which runs them on the real state under loom and
-//!   requires each interleaving's history to equal a sequential one;
+//!   reference, and `Scenario::check_sequential_consistency`, which runs them on the real state
+//!   under loom and requires each interleaving's history to equal a sequential one;
 //! - [`fixed_state`] and [`one_shard_state`]: states whose keys land in the same shard in
 //!   every run (loom replays the program and must see the same one each time);
 //! - `run_model` (loom builds only): the one way a model enters loom, and `failure_of` for the

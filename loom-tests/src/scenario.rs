@@ -2,11 +2,15 @@
 //! the [`ReferenceModel`], and (under `cfg(loom)`) the same operations run on the real state in
 //! every interleaving loom explores.
 //!
-//! [`Scenario::check`] is the linearizability check of DESIGN.md's invariant 2 for small
-//! histories: a concurrent run must produce exactly the answers, final statuses, length and
+//! `Scenario::check_sequential_consistency` checks small histories for sequential
+//! consistency: a concurrent run must produce exactly the answers, final statuses, length and
 //! counters (`metrics()`) of *some* sequential order of the threads' operations (each thread's
 //! own order kept). The expected histories are computed, never guessed: every interleaving of
 //! the operations is replayed on the independent [`ReferenceModel`].
+//!
+//! Not linearizability: loom has no real time, so no order of calls in time to respect beyond
+//! each thread's own. An operation that completed before another started may still be placed
+//! after it. Real-time order is checked on real threads (`tests/it/linearizability.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -291,13 +295,15 @@ mod under_loom {
     use crate::model::run_model;
 
     impl Scenario {
-        /// Model-checks the scenario: in every interleaving loom explores (within its bounds),
-        /// `properties` must hold and the history must equal one of the sequential orders'.
+        /// Model-checks the scenario for sequential consistency: in every interleaving loom
+        /// explores (within its bounds), `properties` must hold and the history must equal one
+        /// of the sequential orders' (each thread's order kept; no real-time order, which loom
+        /// does not have).
         ///
         /// `make_state` builds a fresh state for each interleaving. `properties` is first run
         /// on every sequential history, so a property that the spec itself breaks fails here,
         /// before loom starts, and a failure under loom is a concurrency bug.
-        pub fn check<S, M, P>(self, name: &str, make_state: M, properties: P)
+        pub fn check_sequential_consistency<S, M, P>(self, name: &str, make_state: M, properties: P)
         where
             S: BuildHasher + Clone + Send + Sync + 'static,
             M: Fn(BackendRecoveryPolicy) -> BackendRecoveryState<Key, S> + Send + Sync + 'static,
@@ -320,7 +326,7 @@ mod under_loom {
                 properties(&observed);
                 assert!(
                     expected.contains(&observed),
-                    "linearizability: no sequential order produces this history\n\
+                    "sequential consistency: no sequential order produces this history\n\
                      observed: {observed:#?}\nsequential orders give: {expected:#?}"
                 );
             });

@@ -6,7 +6,7 @@
 //! count its crash by compare-and-swap too (`RichCell::report_crash`), or one of the two
 //! crashes is lost. With two retries per window and one already granted, exactly one of the
 //! two racing crashes may be granted the second retry; a lost update grants it to both, which
-//! no sequential order does, so `Scenario::check` fails it.
+//! no sequential order does, so `Scenario::check_sequential_consistency` fails it.
 #![cfg(loom)]
 
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ fn a_cached_crash_and_a_report_of_one_key_both_count() {
         .thread([Op::CrashOf(KEY, 7, at)])
         .thread([Op::Status(KEY, at), Op::Status(KEY, at), Op::Crash(KEY, at)])
         .after([Op::Status(KEY, at)])
-        .check(
+        .check_sequential_consistency(
             "model 13: a cached crash racing a report",
             fixed_state,
             one_second_retry,

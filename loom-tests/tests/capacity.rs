@@ -81,7 +81,7 @@ fn two_new_keys() -> Scenario {
 // Model 10: two new keys race for the one place, each in its own shard's write guard.
 #[test]
 fn two_new_keys_race_for_one_place() {
-    two_new_keys().check(
+    two_new_keys().check_sequential_consistency(
         "model 10: two new keys, one place",
         fixed_state,
         one_place_one_key,
@@ -92,7 +92,7 @@ fn two_new_keys_race_for_one_place() {
 // also serialized by the write guard and the loser's purge needs that guard too.
 #[test]
 fn two_new_keys_of_one_shard_race_for_one_place() {
-    two_new_keys().check(
+    two_new_keys().check_sequential_consistency(
         "model 10: two new keys of one shard, one place",
         one_shard_state,
         one_place_one_key,
@@ -117,7 +117,7 @@ fn success_races_an_insert_into_a_full_state() {
         .thread([Op::Success(A)])
         .thread([Op::Crash(B, at)])
         .after([Op::Status(A, at), Op::Status(B, at)])
-        .check(
+        .check_sequential_consistency(
             "model 10: success vs insert into a full state",
             fixed_state,
             |history| {
@@ -153,7 +153,7 @@ fn purge_races_an_insert_into_a_full_state() {
         .thread([Op::Purge(at)])
         .thread([Op::Crash(B, at)])
         .after([Op::Status(B, at)])
-        .check(
+        .check_sequential_consistency(
             "model 10: purge vs insert into a full state",
             fixed_state,
             |history| {

@@ -50,7 +50,7 @@ fn crash_of_a_new_key_races_success() {
         .thread([Op::Crash(KEY, at)])
         .thread([Op::Success(KEY)])
         .after([Op::Status(KEY, at)])
-        .check(
+        .check_sequential_consistency(
             "model 2: crash of a new key vs success",
             fixed_state,
             final_state_agrees_with_the_order,
@@ -68,7 +68,7 @@ fn crash_of_a_known_key_races_success() {
         .thread([Op::Crash(KEY, at)])
         .thread([Op::Success(KEY)])
         .after([Op::Status(KEY, at)])
-        .check(
+        .check_sequential_consistency(
             "model 2: crash of a known key vs success",
             fixed_state,
             |history| {
@@ -128,7 +128,7 @@ fn crashes_share_one_window(history: &History, retries_per_window: u32) {
 // accordingly, and never with a crash counted in a removed entry.
 #[test]
 fn two_crashes_race_success() {
-    two_crashes_and_a_success(model_policy()).check(
+    two_crashes_and_a_success(model_policy()).check_sequential_consistency(
         "model 2: two crashes of a known key vs success, 3 threads",
         fixed_state,
         |history| crashes_share_one_window(history, 1),
@@ -140,7 +140,7 @@ fn two_crashes_race_success() {
 // first one again (attempt 1, 75 ms).
 #[test]
 fn two_crashes_race_success_with_two_retries() {
-    two_crashes_and_a_success(multi_retry_policy()).check(
+    two_crashes_and_a_success(multi_retry_policy()).check_sequential_consistency(
         "model 2: two crashes of a known key vs success, 3 threads, two retries",
         fixed_state,
         |history| crashes_share_one_window(history, RETRIES),

@@ -5,7 +5,7 @@
 //! exactly one is counted and every other one replays its decision. "First report" covers a
 //! key with no entry (the report inserts it) and a key whose entry's window has just closed
 //! (the report reopens it). The answers, final status, `len` and counters must be those of a
-//! sequential order, replayed on the reference by `Scenario::check`.
+//! sequential order, replayed on the reference by `Scenario::check_sequential_consistency`.
 #![cfg(loom)]
 
 use std::time::{Duration, Instant};
@@ -77,18 +77,19 @@ fn same_incarnation(reports: &[Duration], closed: bool) -> Scenario {
 // the whole 75 ms if the later one was (an earlier instant counts as no time elapsed).
 #[test]
 fn two_reports_of_one_incarnation_of_a_new_key() {
-    same_incarnation(&[Duration::ZERO, Duration::from_millis(10)], false).check(
-        "model 7: two reports of one incarnation, new key",
-        fixed_state,
-        counted_once,
-    );
+    same_incarnation(&[Duration::ZERO, Duration::from_millis(10)], false)
+        .check_sequential_consistency(
+            "model 7: two reports of one incarnation, new key",
+            fixed_state,
+            counted_once,
+        );
 }
 
 // Model 7: two reports of one incarnation of a key whose previous incarnation's window has just
 // closed: the counted report reopens the window with a retry, the other replays it.
 #[test]
 fn two_reports_of_one_incarnation_after_the_window_closed() {
-    same_incarnation(&[Duration::ZERO, Duration::ZERO], true).check(
+    same_incarnation(&[Duration::ZERO, Duration::ZERO], true).check_sequential_consistency(
         "model 7: two reports of one incarnation, closed window",
         fixed_state,
         counted_once,
@@ -102,7 +103,7 @@ fn three_reports_of_one_incarnation_of_a_new_key() {
         &[Duration::ZERO, Duration::from_millis(10), Duration::ZERO],
         false,
     )
-    .check(
+    .check_sequential_consistency(
         "model 7: three reports of one incarnation, new key, 3 threads",
         fixed_state,
         counted_once,

@@ -64,7 +64,7 @@ fn exactly_one_retry(history: &History) {
 // Model 1: two threads, no entry yet: exactly one Retry, the other refused for the window.
 #[test]
 fn two_threads_first_crash_of_a_new_key() {
-    first_crash(2, false).check(
+    first_crash(2, false).check_sequential_consistency(
         "model 1: first crash, 2 threads, new key",
         fixed_state,
         exactly_one_retry,
@@ -74,7 +74,7 @@ fn two_threads_first_crash_of_a_new_key() {
 // Model 1: two threads, entry whose window just closed: exactly one Retry, the other refused.
 #[test]
 fn two_threads_first_crash_after_the_window_closed() {
-    first_crash(2, true).check(
+    first_crash(2, true).check_sequential_consistency(
         "model 1: first crash, 2 threads, closed window",
         fixed_state,
         exactly_one_retry,
@@ -84,7 +84,7 @@ fn two_threads_first_crash_after_the_window_closed() {
 // Model 1: three threads, no entry yet: exactly one Retry, two refused for the window.
 #[test]
 fn three_threads_first_crash_of_a_new_key() {
-    first_crash(3, false).check(
+    first_crash(3, false).check_sequential_consistency(
         "model 1: first crash, 3 threads, new key",
         fixed_state,
         exactly_one_retry,
@@ -94,7 +94,7 @@ fn three_threads_first_crash_of_a_new_key() {
 // Model 1: three threads, entry whose window just closed: exactly one Retry, two refused.
 #[test]
 fn three_threads_first_crash_after_the_window_closed() {
-    first_crash(3, true).check(
+    first_crash(3, true).check_sequential_consistency(
         "model 1: first crash, 3 threads, closed window",
         fixed_state,
         exactly_one_retry,
@@ -108,7 +108,7 @@ fn three_threads_first_crash_after_the_window_closed() {
 fn teeth_broken_cell_fails_model_1() {
     println!("teeth: model 1 with a load-then-store cell; loom must find two Retry decisions");
     let message = failure_of(|| {
-        first_crash(2, true).check(
+        first_crash(2, true).check_sequential_consistency(
             "model 6: teeth, broken cell",
             broken_state,
             exactly_one_retry,
@@ -127,6 +127,10 @@ fn teeth_broken_cell_fails_model_1() {
 // Model 6, teeth: the same model and bound with the real compare-and-swap cell passes.
 #[test]
 fn teeth_real_cell_passes_model_1() {
-    first_crash(2, true).check("model 6: teeth, real cell", fixed_state, exactly_one_retry);
+    first_crash(2, true).check_sequential_consistency(
+        "model 6: teeth, real cell",
+        fixed_state,
+        exactly_one_retry,
+    );
     println!("teeth: the real cell passes model 1");
 }

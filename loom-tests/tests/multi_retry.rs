@@ -7,7 +7,7 @@
 //! one instant on a key whose entry's window closes at exactly that instant, so every crash
 //! finds the cell under the shard's read guard and the three updates race by compare-and-swap on
 //! one word. Exactly two must be granted a retry, attempts 1 and 2 with the schedule's delays
-//! (75 ms, then 150 ms), and the third refused for the whole new window; `Scenario::check` also
+//! (75 ms, then 150 ms), and the third refused for the whole new window; `Scenario::check_sequential_consistency` also
 //! requires each interleaving's answers, final status, `len` and counters to be those of one
 //! sequential order of the shared reference model.
 #![cfg(loom)]
@@ -111,7 +111,7 @@ fn two_retries_then_a_refusal(history: &History) {
 // three compare-and-swap one cell under read guards: attempts 1 and 2, then a refusal.
 #[test]
 fn three_threads_two_retries_after_the_window_closed() {
-    first_crashes(3, true).check(
+    first_crashes(3, true).check_sequential_consistency(
         "model 11: two retries, 3 threads, closed window",
         fixed_state,
         two_retries_then_a_refusal,
@@ -122,7 +122,7 @@ fn three_threads_two_retries_after_the_window_closed() {
 // others find its cell (or wait for the guard and update the inserted one).
 #[test]
 fn three_threads_two_retries_of_a_new_key() {
-    first_crashes(3, false).check(
+    first_crashes(3, false).check_sequential_consistency(
         "model 11: two retries, 3 threads, new key",
         fixed_state,
         two_retries_then_a_refusal,
@@ -135,7 +135,7 @@ fn three_threads_two_retries_of_a_new_key() {
 fn two_threads_race_for_the_last_retry() {
     let base = Instant::now();
     let at = base + Duration::from_millis(400);
-    crashes_at(at, 2, vec![Op::Crash(KEY, base)]).check(
+    crashes_at(at, 2, vec![Op::Crash(KEY, base)]).check_sequential_consistency(
         "model 11: the last of two retries, 2 threads, open window",
         fixed_state,
         |history| retries_granted_once_each(history, 2, WINDOW - Duration::from_millis(400)),
@@ -148,7 +148,7 @@ fn two_threads_race_for_the_last_retry() {
 #[test]
 fn teeth_broken_cell_fails_model_11() {
     let message = failure_of(|| {
-        first_crashes(3, true).check(
+        first_crashes(3, true).check_sequential_consistency(
             "model 11: teeth, broken cell",
             broken_state,
             two_retries_then_a_refusal,

@@ -68,7 +68,7 @@ where
         + 'static,
 {
     let expected = decision_in_every_order(&scenario, 1);
-    scenario.check(name, make_state, move |history| {
+    scenario.check_sequential_consistency(name, make_state, move |history| {
         purge_changes_no_decision(history, &expected);
     });
 }
@@ -173,7 +173,7 @@ fn purge_races_two_crashes_of_the_expired_key() {
         .thread([Op::Crash(KEY, end)])
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
-        .check(
+        .check_sequential_consistency(
             "model 9: purge vs two crashes of the expired key, 3 threads",
             fixed_state,
             |history| {
@@ -211,7 +211,7 @@ fn two_purges_race_each_other_and_a_crash() {
         .thread([Op::Purge(end)])
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
-        .check(
+        .check_sequential_consistency(
             "model 9: two purges vs a crash of the expired key, 3 threads",
             fixed_state,
             |history| {

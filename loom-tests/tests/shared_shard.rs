@@ -47,7 +47,7 @@ fn insert_races_an_update_in_the_same_shard() {
         .thread([Op::Crash(OLD, at)])
         .thread([Op::Crash(NEW, at)])
         .after([Op::Status(OLD, at), Op::Status(NEW, at)])
-        .check(
+        .check_sequential_consistency(
             "model 4: insert vs update in one shard",
             one_shard_state,
             no_update_is_lost,
@@ -64,7 +64,7 @@ fn inserts_and_an_update_in_the_same_shard() {
         .thread([Op::Crash(OLD, base), Op::Crash(OLD, at)])
         .thread([Op::Crash(NEW, at)])
         .after([Op::Status(OLD, at), Op::Status(NEW, at)])
-        .check(
+        .check_sequential_consistency(
             "model 4: two inserts and an update in one shard",
             one_shard_state,
             no_update_is_lost,
@@ -84,7 +84,7 @@ fn insert_update_and_remove_in_the_same_shard() {
         .thread([Op::Crash(NEW, at)])
         .thread([Op::Success(OLD)])
         .after([Op::Status(OLD, at), Op::Status(NEW, at)])
-        .check(
+        .check_sequential_consistency(
             "model 4: insert, update and remove in one shard, 3 threads",
             one_shard_state,
             |history| {

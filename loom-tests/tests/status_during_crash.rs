@@ -1,7 +1,7 @@
 //! Model 5: `status` racing a crash never reports a state that no sequential order produces.
 //!
 //! `status` only loads the cell under the shard's read guard, so it sees the word before or
-//! after the crash's compare-and-swap, never a mix. `Scenario::check` asserts exactly that: the
+//! after the crash's compare-and-swap, never a mix. `Scenario::check_sequential_consistency` asserts exactly that: the
 //! status answered, together with the crash's decision, equals the history of one sequential
 //! order (status first, or crash first), replayed on the reference.
 #![cfg(loom)]
@@ -15,7 +15,7 @@ use backend_recovery_loom_tests::{
 
 const KEY: Key = "indexer";
 
-/// Property of model 5, beyond linearizability: a gate check that sees the backend
+/// Property of model 5, beyond sequential consistency: a gate check that sees the backend
 /// unavailable is consistent with a refused crash, so it can never report `Unavailable` while
 /// every crash so far (setup included) was granted a retry.
 fn unavailable_only_after_a_refusal(history: &History) {
@@ -42,7 +42,7 @@ fn status_races_the_first_crash() {
         .thread([Op::Crash(KEY, at)])
         .thread([Op::Status(KEY, at)])
         .after([Op::Status(KEY, at)])
-        .check(
+        .check_sequential_consistency(
             "model 5: status vs first crash",
             fixed_state,
             unavailable_only_after_a_refusal,
@@ -59,7 +59,7 @@ fn status_races_the_refused_crash() {
         .thread([Op::Crash(KEY, base + Duration::from_millis(400))])
         .thread([Op::Status(KEY, base + Duration::from_millis(200))])
         .after([Op::Status(KEY, base + Duration::from_millis(400))])
-        .check("model 5: status vs refused crash", fixed_state, |history| {
+        .check_sequential_consistency("model 5: status vs refused crash", fixed_state, |history| {
             unavailable_only_after_a_refusal(history);
             assert!(
                 !history.final_status(0).is_available(),
@@ -79,7 +79,7 @@ fn status_races_the_crash_that_reopens_the_window() {
         .thread([Op::Crash(KEY, end)])
         .thread([Op::Status(KEY, end)])
         .after([Op::Status(KEY, end)])
-        .check(
+        .check_sequential_consistency(
             "model 5: status vs crash reopening the window",
             fixed_state,
             |history| {
@@ -117,7 +117,7 @@ fn status_and_two_crashes(policy: BackendRecoveryPolicy) -> Scenario {
 // crashes, but only as some sequential order would report them.
 #[test]
 fn status_races_two_crashes() {
-    status_and_two_crashes(model_policy()).check(
+    status_and_two_crashes(model_policy()).check_sequential_consistency(
         "model 5: status vs two crashes, 3 threads",
         fixed_state,
         unavailable_only_after_a_refusal,
@@ -128,7 +128,7 @@ fn status_races_two_crashes() {
 // so the check sees `Healthy`, `Recovering` with one crash or with two, never `Unavailable`.
 #[test]
 fn status_races_two_crashes_with_two_retries() {
-    status_and_two_crashes(multi_retry_policy()).check(
+    status_and_two_crashes(multi_retry_policy()).check_sequential_consistency(
         "model 5: status vs two crashes, 3 threads, two retries",
         fixed_state,
         |history| {

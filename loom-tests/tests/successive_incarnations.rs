@@ -8,7 +8,7 @@
 //!   newer than the last incarnation counted), so it is a duplicate of `n + 1`'s crash and
 //!   replays its retry.
 //!
-//! `Scenario::check` computes both from the reference and requires each interleaving to give
+//! `Scenario::check_sequential_consistency` computes both from the reference and requires each interleaving to give
 //! one of them exactly: answers, final status, `len` and counters.
 #![cfg(loom)]
 
@@ -85,7 +85,7 @@ fn successive_incarnations_of_a_new_key() {
         .thread([Op::CrashOf(KEY, N, base)])
         .thread([Op::CrashOf(KEY, N + 1, later)])
         .after([Op::Status(KEY, later)])
-        .check(
+        .check_sequential_consistency(
             "model 8: successive incarnations, new key",
             fixed_state,
             counters_add_up,
@@ -103,7 +103,7 @@ fn successive_incarnations_after_the_window_closed() {
         .thread([Op::CrashOf(KEY, N, at)])
         .thread([Op::CrashOf(KEY, N + 1, at)])
         .after([Op::Status(KEY, at)])
-        .check(
+        .check_sequential_consistency(
             "model 8: successive incarnations, closed window",
             fixed_state,
             counters_add_up,
@@ -121,7 +121,7 @@ fn two_reports_of_n_and_one_of_n_plus_one() {
         .thread([Op::CrashOf(KEY, N, base)])
         .thread([Op::CrashOf(KEY, N + 1, later)])
         .after([Op::Status(KEY, later)])
-        .check(
+        .check_sequential_consistency(
             "model 8: two reports of n, one of n + 1, 3 threads",
             fixed_state,
             |history| {

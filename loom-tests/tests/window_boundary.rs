@@ -3,7 +3,7 @@
 //! The thread at the boundary opens a new window if it runs last (the old window has closed)
 //! and is refused if it runs after a crash that opened a later window (time runs backwards for
 //! it: zero elapsed). The expected decisions are those of the sequential orders, enumerated and
-//! replayed on the reference by `Scenario::check`, never guessed here.
+//! replayed on the reference by `Scenario::check_sequential_consistency`, never guessed here.
 #![cfg(loom)]
 
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ fn crashes_straddle_the_end_of_an_open_window() {
         .thread([Op::Crash(KEY, end - Duration::from_nanos(1))])
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
-        .check(
+        .check_sequential_consistency(
             "model 3: crashes straddle the end of an open window",
             fixed_state,
             at_most_one_retry_per_window,
@@ -61,7 +61,7 @@ fn first_crashes_a_whole_window_apart() {
         .thread([Op::Crash(KEY, base)])
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
-        .check(
+        .check_sequential_consistency(
             "model 3: first crashes a whole window apart",
             fixed_state,
             at_most_one_retry_per_window,

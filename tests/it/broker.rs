@@ -8,8 +8,11 @@
 //! saying how to.
 //!
 //! The assertions are on what happened (counters, decisions, processes), never on how long it
-//! took; the only clock is the broker's own `--duration`, chosen so that its 1 s budget window
-//! closes about halfway through the run.
+//! took. The only clock is the broker's own: its `--duration` of 2 s is eight of the run's
+//! 250 ms budget windows (`WINDOW_MS`), and a whole cycle of the crash loop (a crash granted a
+//! respawn after 50 ms, the respawned backend's crash refused, the window closing, the reopen)
+//! takes about one window. A run whose threads were stalled for most of those 2 s could still
+//! see no reopen; one stalled for a second still sees several.
 
 #![cfg(unix)]
 
@@ -21,6 +24,8 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 /// Two healthy services, a flaky one and one that crash-loops (every Hello kills it).
@@ -206,13 +211,14 @@ fn start_in_background(args: &[&str]) -> (Broker, Vec<u32>, thread::JoinHandle<S
     (broker, pids, drain)
 }
 
-/// Sends `signal` to `pid` with kill(1): no `unsafe` needed.
-fn send_signal(signal: &str, pid: u32) {
-    let status = Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()
-        .expect("run kill(1)");
-    assert!(status.success(), "kill -{signal} {pid} failed");
+/// Sends `signal` to `pid`.
+fn send_signal(signal: Signal, pid: u32) {
+    let sent = kill(nix_pid(pid), signal);
+    assert!(sent.is_ok(), "kill({pid}, {signal}) failed: {sent:?}");
+}
+
+fn nix_pid(pid: u32) -> Pid {
+    Pid::from_raw(i32::try_from(pid).expect("a pid fits an i32"))
 }
 
 /// Whether `pid` is a live backend of a broker example: a process that is not a zombie, not a
@@ -240,11 +246,8 @@ fn backend_running(pid: u32) -> bool {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         cmdline.is_empty() || String::from_utf8_lossy(&cmdline).contains("--backend")
     } else {
-        let probe = Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .stderr(Stdio::null())
-            .status();
-        matches!(probe, Ok(status) if status.success())
+        // Signal 0: only checks that the process exists.
+        kill(nix_pid(pid), None).is_ok()
     }
 }
 
@@ -290,14 +293,19 @@ fn assert_no_backend_left(summary: &Value) {
     assert!(running.is_empty(), "backends still running: {running:?}");
 }
 
+/// The budget window of the run that checks the crash loop's whole cycle: an eighth of its
+/// duration.
+const WINDOW_MS: u64 = 250;
+
 #[test]
 fn broker_refuses_a_crash_loop_for_the_window_and_keeps_healthy_services_serving() {
-    let mut args = vec!["--duration", "2"];
+    let window = WINDOW_MS.to_string();
+    let mut args = vec!["--duration", "2", "--window-ms", &window];
     args.extend(SERVICES);
     let summary = run_to_end(&args, 2);
     let report = serde_json::to_string_pretty(&summary).unwrap();
     assert_eq!(summary["interrupted"], false);
-    assert_eq!(summary["policy"]["budget_window_ms"], 1000, "{report}");
+    assert_eq!(summary["policy"]["budget_window_ms"], WINDOW_MS, "{report}");
 
     // The crash loop: its first death is granted a respawn, the respawned backend dies too and
     // that death is refused; Hellos are then refused at the gate until the window passes.
@@ -396,7 +404,7 @@ fn ctrl_c_stops_the_broker_and_reaps_every_backend() {
     args.extend(SERVICES);
     let (mut broker, initial, drain) = start_in_background(&args);
     let stdout = broker.drain(|child| child.stdout.take());
-    send_signal("INT", broker.id());
+    send_signal(Signal::SIGINT, broker.id());
     let status = broker.wait_until(Instant::now() + Duration::from_secs(60));
     let (stdout, stderr) = (stdout.join().unwrap(), drain.join().unwrap());
     assert_eq!(
@@ -428,7 +436,7 @@ fn backends_exit_by_themselves_when_their_broker_is_killed() {
         backends.iter().all(|&pid| backend_running(pid)),
         "healthy backends {backends:?} are running"
     );
-    send_signal("KILL", broker.id());
+    send_signal(Signal::SIGKILL, broker.id());
     let status = broker.wait_until(Instant::now() + Duration::from_secs(60));
     assert_eq!(
         status.and_then(|status| status.signal()),

@@ -7,6 +7,7 @@ mod differential;
 mod expected;
 mod features;
 mod linearizability;
+mod panics;
 /// The reference model, shared with the loom models: the same file is a module of the
 /// `loom-tests` crate, which exports it, hence its `pub` items (and `pub` here, so that they are
 /// reachable).

@@ -64,7 +64,7 @@ fn soak_stays_bounded_and_counts_every_report_once() {
             let (barrier, stop, tallies) = (&barrier, &stop, &tallies);
             scope.spawn(move || {
                 let mut tally = Tally::default();
-                let mut rng = thread.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut rng = fastrand::Rng::with_seed(thread);
                 let mut phase = 0u64;
                 loop {
                     barrier.wait();
@@ -72,13 +72,9 @@ fn soak_stays_bounded_and_counts_every_report_once() {
                         break;
                     }
                     for _ in 0..OPS_PER_PHASE {
-                        // xorshift64: cheap, deterministic per thread.
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
                         let now = base + TICK * clock.fetch_add(1, Ordering::Relaxed) as u32;
-                        let hot = rng % HOT_KEYS;
-                        let decision = match (rng >> 32) % 100 {
+                        let hot = rng.u64(..HOT_KEYS);
+                        let decision = match rng.u64(..100) {
                             // Every thread reports the hot key's death in this phase: duplicates.
                             0..=39 => Some(state.record_crash_of(hot, phase, now)),
                             40..=59 => {
