@@ -88,7 +88,11 @@ fn tables_agree_with_ours(_: &mut Criterion) {
 }
 
 fn check<S: Store>() {
-    for workload in Workload::ALL {
+    // The bare tables keep no incarnations, so not the workloads that report by them.
+    for workload in Workload::ALL
+        .into_iter()
+        .filter(|w| !w.reports_incarnations())
+    {
         let ours = answers::<BackendRecoveryState<Key>>(workload);
         assert_agree(S::NAME, workload.name(), &ours, &answers::<S>(workload));
     }
@@ -325,6 +329,10 @@ impl<T: Bare> Store for BareStore<T> {
         self.table
             .with_word(hash, key, true, |word| word::crash(word, now, &self.policy))
             .expect("inserted")
+    }
+
+    fn record_crash_of(&self, _: Key, _: u64, _: Instant) -> BackendRecoveryDecision {
+        unimplemented!("the bare tables keep no incarnations")
     }
 
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {

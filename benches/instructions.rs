@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use backend_recovery::BackendRecoveryState;
 
-use stores::{DashMapEntryStore, Key, MutexStore, Store};
+use stores::{DashMapEntryStore, Key, MutexStore, ReportedEntry, Store};
 use workloads::{Lane, Workload};
 
 /// The steps callgrind counts: not inlined, so `--toggle-collect` can name it.
@@ -53,6 +53,13 @@ fn run<S: Store>(workload: Workload, steps: u64) -> f64 {
 fn run_named(store: &str, workload: Workload, steps: u64) -> Option<f64> {
     match store {
         "ours" => Some(run::<BackendRecoveryState<Key>>(workload, steps)),
+        // The baselines keep incarnations only where the workload reports by them.
+        "mutex" if workload.reports_incarnations() => {
+            Some(run::<MutexStore<ReportedEntry>>(workload, steps))
+        }
+        "dashmap-entry" if workload.reports_incarnations() => {
+            Some(run::<DashMapEntryStore<ReportedEntry>>(workload, steps))
+        }
         "mutex" => Some(run::<MutexStore>(workload, steps)),
         "dashmap-entry" => Some(run::<DashMapEntryStore>(workload, steps)),
         _ => None,

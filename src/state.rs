@@ -5,7 +5,7 @@
 //! | operation                  | key cached by this thread      | known key               | new key               |
 //! |----------------------------|--------------------------------|-------------------------|-----------------------|
 //! | `record_crash`             | none: CAS on the cached word   | read guard, CAS         | write guard, insert   |
-//! | `status`                   | none: one load                 | read guard, one load    | read guard            |
+//! | `status`                   | none: one load                 | read guard, one load    | none, usually (below) |
 //! | `record_crash_of`          | write guard                    | write guard             | write guard, insert   |
 //! | `claim_launch`             | none: CAS on the cached word   | read guard, CAS         | write guard, insert   |
 //! | `record_success(_at)`      | write guard, remove            | write guard, remove     | write guard, nothing  |
@@ -16,6 +16,10 @@
 //! counted lookups in a row, about one lookup in eight counted; `cache.rs`); caching it may take
 //! the write guard once, but only if it is free. Removals mark the cell in its word under their
 //! write guard, so that cached copies notice.
+//!
+//! A key without an entry is first looked for in its shard's presence summary, one atomic load
+//! (`table.rs`): unless another key of the shard shares its bit, it is known absent without a
+//! guard. A new key's crash then goes straight to the write guard.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
@@ -203,6 +207,16 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     #[doc(hidden)]
     pub fn with_broken_retirement(mut self) -> Self {
         self.broken_retirement = true;
+        self
+    }
+
+    /// The same state with inserts that do not mark their key in the shard's presence summary,
+    /// so a gate check can answer `Healthy` for a key that has an entry: the bug the summary's
+    /// loom teeth model must catch (`table.rs`). Loom builds only.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_broken_presence_summary(mut self) -> Self {
+        self.cells.break_presence_summary();
         self
     }
 
@@ -482,8 +496,10 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// can be shared (under the write guard, once per entry) and keeps a handle on it in a
     /// per-thread cache of up to 4,096 keys. From then on, checks of that key on that thread
     /// load the cell through the handle and write no shared memory at all. A key without an
-    /// entry (never crashed, forgotten by a success, or purged) is looked up in the table each
-    /// time. `K: Clone` because the cache keeps its own copy of the key.
+    /// entry (never crashed, forgotten by a success, or purged) is usually known absent from
+    /// its shard's presence summary, one atomic load, without any guard either; only when the
+    /// summary cannot tell (another key of the shard shares its bit) is it looked up under the
+    /// read guard. `K: Clone` because the cache keeps its own copy of the key.
     pub fn status<Q>(&self, key: &Q, now: Instant) -> BackendRecoveryStatus
     where
         K: Borrow<Q> + Clone,

@@ -29,6 +29,43 @@
 //! hash to every call, and each shard keeps a lower bound of when its entries become
 //! purgeable, so a purge skips the shards that hold nothing to purge.
 //! `docs/throughput-investigation.md` has the measurements.
+//!
+//! A lookup of a key the table does not hold (the gate check of a healthy backend, by far the
+//! most common call of a broker) takes no guard in the common case: each shard keeps a summary
+//! of the hashes it may hold, one bit of a 64-bit word per key ([`Shard::present`]), and
+//! [`Table::read_entry`] loads it before the read guard. A bit that is clear means "definitely
+//! absent", and the lookup answers `None` without locking or writing anything shared; a bit
+//! that is set (the key is there, or another key shares the bit, or a removed key left it set)
+//! sends the lookup under the read guard as before. Taking a read guard is a read-modify-write
+//! of the shard's lock word, a cache line that every core looking up keys of that shard keeps
+//! stealing from the others; the summary is written only under the write guard.
+//!
+//! Why the summary can be trusted, and why its orderings are enough:
+//! - the invariant is that every key in a shard has its bit set in the shard's summary. Every
+//!   write of the summary happens under the shard's write guard: an insert sets the key's bit
+//!   ([`Table::upsert`], [`Table::upsert_rich`]) *before* the entry is added, so before the
+//!   guard is released and before any reader can find the entry; a removal leaves the bits as
+//!   they are (a set bit without an entry only costs a lookup the read guard), except that a
+//!   shard left empty gets an empty summary ([`Table::remove_if`]), and a purge
+//!   ([`Table::retain`]) rebuilds a small shard's summary from its survivors. So the summary
+//!   only ever over-approximates the keys present, including while an insert is in progress;
+//! - a check that must see an insert sees its bit. If the insert returned and the checking
+//!   thread has synchronised with the inserter since (a join, a channel, a release/acquire
+//!   flag), the `fetch_or` that set the bit happens before the check's load, so by coherence the
+//!   load reads that write or a later one. Later writes of the summary are made under later
+//!   write guards (the lock orders all of them), which kept the bit for as long as the key was
+//!   present: a clear bit then means the key was removed since, and `None` is the right answer.
+//!   Coherence alone would give this with `Relaxed`;
+//! - the load is `Acquire` and the writes `Release` so that a lookup answering from the
+//!   summary alone is at least as synchronised as one under the read guard would have been,
+//!   which acquires the lock last released by a writer: a thread told "absent" because a
+//!   removal emptied the shard sees whatever happened before that removal, as through the lock.
+//!   On x86 both cost nothing more than plain loads and locked read-modify-writes;
+//! - a check racing an insert may load the summary before the bit is set, and answers as if it
+//!   came first: the insert has not returned, so that order is allowed.
+//!
+//! Loom model 15 (`loom-tests/tests/absent_key_check.rs`) checks the second point, with a teeth
+//! variant whose inserts do not set their bit.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -56,6 +93,22 @@ const SHARDS: usize = 8;
 /// Bits of the hash that pick a shard.
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 const _: () = assert!(SHARDS.is_power_of_two() && SHARDS > 1);
+
+/// Where a key's bit in its shard's presence summary comes from: the six bits of the hash just
+/// below those that pick the shard (see [`Table::shard`]), so that keys of one shard spread over
+/// the summary's 64 bits.
+const PRESENCE_SHIFT: u32 = 57 - SHARD_BITS - 6;
+
+/// A shard of at most this many entries gets its presence summary rebuilt from its survivors by
+/// a purge (one hash per survivor, under the write guard it holds anyway); a larger one keeps
+/// its summary, which is then nearly full in any case (64 bits).
+const PRESENCE_REBUILD_MAX: usize = 64;
+
+/// `hash`'s bit in its shard's presence summary.
+#[inline]
+fn presence_bit(hash: u64) -> u64 {
+    1 << ((hash >> PRESENCE_SHIFT) & 63)
+}
 
 /// What the table needs to know of a value so that purges can skip shards: the tick from
 /// which it may become purgeable (a cell's window start). It must never move earlier except
@@ -198,6 +251,10 @@ struct Shard<K, P, R> {
     /// the shard, nothing more. (Recomputing it on removal was measured: it moved the cost
     /// from purges to removals, no gain.)
     purgeable_from: AtomicU64,
+    /// The presence summary: the [`presence_bit`]s of the keys the shard may hold, a superset
+    /// of those of the keys it holds. Written only under the write guard; read without any
+    /// guard by lookups (see the module docs for why that is enough).
+    present: AtomicU64,
 }
 
 impl<K, P, R> Shard<K, P, R> {
@@ -205,6 +262,27 @@ impl<K, P, R> Shard<K, P, R> {
     /// purge of this shard runs between their update and this.
     fn lower_purge_bound(&self, from: u64) {
         self.purgeable_from.fetch_min(from, Ordering::Relaxed);
+    }
+
+    /// `false` if the shard definitely holds no key of `hash`: one load, no guard, no write.
+    #[inline]
+    fn may_hold(&self, hash: u64) -> bool {
+        // Acquire, with the `Release` writes: see the module docs.
+        self.present.load(Ordering::Acquire) & presence_bit(hash) != 0
+    }
+
+    /// Sets the bit of a key about to be inserted. Callers hold the write guard and call this
+    /// before the entry is added, so the summary covers it before any reader can find it.
+    fn mark_present(&self, hash: u64) {
+        self.present.fetch_or(presence_bit(hash), Ordering::Release);
+    }
+
+    /// Replaces the summary by `bits`, which cover every key the shard holds. Callers hold the
+    /// write guard. Only a changed summary is stored, so that readers keep their cached copy.
+    fn reset_presence(&self, bits: u64) {
+        if self.present.load(Ordering::Relaxed) != bits {
+            self.present.store(bits, Ordering::Release);
+        }
     }
 }
 
@@ -214,6 +292,9 @@ pub(crate) struct Table<K, P: Purgeable, R, S> {
     shards: Box<[CachePadded<Shard<K, P, R>>]>,
     hasher: S,
     rules: P::Rules,
+    /// Loom builds only: inserts do not mark their key present, for the teeth model.
+    #[cfg(loom)]
+    broken_presence: bool,
 }
 
 impl<K, P, R, S> Table<K, P, R, S>
@@ -232,6 +313,7 @@ where
                         rich: HashTable::new(),
                     }),
                     purgeable_from: AtomicU64::new(u64::MAX),
+                    present: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -239,7 +321,25 @@ where
             shards,
             hasher,
             rules,
+            #[cfg(loom)]
+            broken_presence: false,
         }
+    }
+
+    /// Makes inserts skip marking their key present, so that lookups can miss it: the bug the
+    /// presence summary's loom teeth model must catch. Loom builds only.
+    #[cfg(loom)]
+    pub(crate) fn break_presence_summary(&mut self) {
+        self.broken_presence = true;
+    }
+
+    /// Marks `hash` present in `shard` before an insert (see [`Shard::mark_present`]).
+    fn mark_present(&self, shard: &Shard<K, P, R>, hash: u64) {
+        #[cfg(loom)]
+        if self.broken_presence {
+            return;
+        }
+        shard.mark_present(hash);
     }
 
     /// `key`'s hash under the table's hasher: every other call takes it.
@@ -257,7 +357,8 @@ where
         &self.shards[index as usize]
     }
 
-    /// `f(value)` under the shard's read guard, or `None` if `key` is absent.
+    /// `f(value)` under the shard's read guard, or `None` if `key` is absent (without any guard
+    /// if the shard's presence summary says so).
     #[cfg(test)]
     pub(crate) fn read<Q, T>(
         &self,
@@ -272,7 +373,7 @@ where
         self.read_entry(hash, key, |_, value| f(value))
     }
 
-    /// As [`read`](Self::read), for a closure that may update the value through `&`: after
+    /// As [`read_entry`](Self::read_entry), for a closure that may update the value through `&`: after
     /// it, the shard's purge bound is lowered to the value's if that is earlier. Sound under
     /// the read guard: a purge of the shard takes the write guard, so it sees the update and
     /// the bound together, or neither; one that skipped the shard on the old bound ran before
@@ -289,6 +390,9 @@ where
         Q: Eq + ?Sized,
     {
         let shard = self.shard(hash);
+        if !shard.may_hold(hash) {
+            return None;
+        }
         let entries = shard.entries.read();
         let (_, value) = entries.find(hash, key)?;
         let answer = f(value);
@@ -311,7 +415,11 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let entries = self.shard(hash).entries.read();
+        let shard = self.shard(hash);
+        if !shard.may_hold(hash) {
+            return None;
+        }
+        let entries = shard.entries.read();
         // The guard lives until the closure returns: a cell is never updated after its removal.
         let found = entries.find(hash, key);
         found.map(|(stored, value)| f(stored, value))
@@ -352,6 +460,7 @@ where
             Some(value) => (value, false),
             None => match vacant() {
                 Some(value) => {
+                    self.mark_present(shard, hash);
                     let hasher = |(stored, _): &(K, P)| self.hasher.hash_one(stored);
                     let entry = entries.plain.insert_unique(hash, (key, value), hasher);
                     (Form::Plain(&mut entry.into_mut().1), true)
@@ -380,6 +489,7 @@ where
             Some(value) => (value, false),
             None => match vacant() {
                 Some(value) => {
+                    self.mark_present(shard, hash);
                     let hasher = |(stored, _): &(K, R)| self.hasher.hash_one(stored);
                     let rich = (key, R::from(value));
                     let entry = entries.rich.insert_unique(hash, rich, hasher);
@@ -430,6 +540,10 @@ where
         if !removed {
             shard.lower_purge_bound(kept);
         }
+        // The removed key's bit stays set (another key may share it), unless nothing is left.
+        if removed && plain.is_empty() && rich.is_empty() {
+            shard.reset_presence(0);
+        }
         removed
     }
 
@@ -447,6 +561,9 @@ where
     /// insert still in progress under its write guard: a purge that runs before it completes
     /// simply comes first. A caller that needs to count such inserts (the capacity hint)
     /// passes a cutoff of `u64::MAX`, so that every shard is visited under its lock.
+    ///
+    /// A visited shard's presence summary is rebuilt from its survivors if it held at most
+    /// [`PRESENCE_REBUILD_MAX`] entries (emptied if none survive), and kept otherwise.
     pub(crate) fn retain(
         &self,
         cutoff: Option<u64>,
@@ -466,17 +583,26 @@ where
             let mut entries = shard.entries.write();
             let Entries { plain, rich } = &mut *entries;
             let before = plain.len() + rich.len();
+            let rebuild = before <= PRESENCE_REBUILD_MAX;
             let mut survivors = u64::MAX;
+            let mut present = 0;
             let mut keep = |key: &K, mut value: Form<&mut P, &mut R>| {
                 let kept = keep(key, value.reborrow());
                 if kept {
                     survivors = survivors.min(value.purgeable_from(&self.rules));
+                    if rebuild {
+                        present |= presence_bit(self.hasher.hash_one(key));
+                    }
                 }
                 kept
             };
             plain.retain(|(key, value)| keep(key, Form::Plain(value)));
             rich.retain(|(key, value)| keep(key, Form::Rich(value)));
-            removed += before - (plain.len() + rich.len());
+            let after = plain.len() + rich.len();
+            removed += before - after;
+            if rebuild || after == 0 {
+                shard.reset_presence(present);
+            }
             shard.purgeable_from.store(survivors, Ordering::Release);
             earliest = earliest.min(survivors);
         }
@@ -600,5 +726,98 @@ mod tests {
         let (removed, _) = table.retain(Some(u64::MAX), |&key, _| key != 1000);
         assert_eq!(removed, 1, "the rich key 1000");
         assert_eq!(table.len(), 50);
+    }
+
+    /// Each shard's presence summary, as the OR of its keys' bits it should hold at least.
+    fn summaries(table: &Cells) -> Vec<(u64, u64)> {
+        let mut expected = vec![0; SHARDS];
+        table.for_each(|key, _| {
+            let hash = table.hash_one(key);
+            let index = (hash << 7) >> (64 - SHARD_BITS);
+            expected[index as usize] |= presence_bit(hash);
+        });
+        let present = table.shards.iter();
+        let present = present.map(|shard| shard.present.load(Ordering::Relaxed));
+        present.zip(expected).collect()
+    }
+
+    /// The summary covers every key through inserts in both forms, removals and purges; a shard
+    /// emptied by either has an empty summary, and a purge rebuilds a small shard's summary
+    /// exactly.
+    #[test]
+    fn the_presence_summary_covers_every_key() {
+        let table = Cells::with_hasher(RandomState::new(), Rules::new(Default::default()));
+        for key in 0..2_000 {
+            insert(&table, key);
+        }
+        for key in 2_000..2_100 {
+            let hash = table.hash_one(&key);
+            let vacant = || Some(Cell::vacant());
+            table.upsert_rich(hash, key, vacant, |_| ()).unwrap();
+        }
+        for (present, expected) in summaries(&table) {
+            assert_eq!(present & expected, expected, "a key's bit is missing");
+        }
+        for key in 0..2_100 {
+            assert!(table.remove_if(table.hash_one(&key), &key, |_| true));
+        }
+        assert!(summaries(&table).iter().all(|&(present, _)| present == 0));
+
+        for key in 0..300 {
+            insert(&table, key);
+        }
+        for key in 0..250 {
+            assert!(table.remove_if(table.hash_one(&key), &key, |_| true));
+        }
+        let (removed, _) = table.retain(Some(u64::MAX), |_, _| true);
+        assert_eq!(removed, 0);
+        assert!(
+            summaries(&table)
+                .iter()
+                .all(|&(present, exact)| present == exact),
+            "a purge rebuilds small shards' summaries from their survivors"
+        );
+        table.retain(Some(u64::MAX), |_, _| false);
+        assert!(summaries(&table).iter().all(|&(present, _)| present == 0));
+    }
+
+    /// A lookup of a key whose bit is clear in its shard's summary completes while another
+    /// thread holds that shard's write guard: it took no guard. As a control, a lookup of a key
+    /// that is there waits for the guard.
+    #[test]
+    fn a_lookup_of_an_absent_key_takes_no_guard() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        let table = Cells::with_hasher(RandomState::new(), Rules::new(Default::default()));
+        insert(&table, 0);
+        let hash = table.hash_one(&0);
+        let shard = |hash: u64| (hash << 7) >> (64 - SHARD_BITS);
+        let absent = (1..)
+            .find(|key: &u32| {
+                let other = table.hash_one(key);
+                shard(other) == shard(hash) && presence_bit(other) != presence_bit(hash)
+            })
+            .unwrap();
+        let table = &table;
+        std::thread::scope(|scope| {
+            let guard = table.hold_write_guard(&0u32);
+            let (done, found) = mpsc::channel();
+            scope.spawn(move || {
+                done.send(table.read(table.hash_one(&absent), &absent, |_| ()))
+                    .unwrap()
+            });
+            // A wait here means the lookup took the guard: fail by timeout, not hang.
+            assert_eq!(found.recv_timeout(Duration::from_secs(60)), Ok(None));
+
+            let (done, found) = mpsc::channel();
+            scope.spawn(move || done.send(table.read(hash, &0, |_| ())).unwrap());
+            assert!(
+                found.recv_timeout(Duration::from_millis(200)).is_err(),
+                "a lookup of a key that is there completed under another thread's write guard"
+            );
+            drop(guard);
+            assert_eq!(found.recv().unwrap(), Some(()));
+        });
     }
 }

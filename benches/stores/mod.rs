@@ -16,7 +16,7 @@
 
 mod dashmap_entry;
 mod mutex;
-mod spec_entry;
+pub(crate) mod spec_entry;
 
 use std::time::Instant;
 
@@ -26,6 +26,7 @@ use backend_recovery::{
 
 pub(crate) use dashmap_entry::DashMapEntryStore;
 pub(crate) use mutex::MutexStore;
+pub(crate) use spec_entry::ReportedEntry;
 
 /// The key type of every store in the benches.
 pub(crate) type Key = u64;
@@ -40,6 +41,10 @@ pub(crate) trait Store: Send + Sync + 'static {
 
     /// Records a crash of `key` at `now` and returns the decision.
     fn record_crash(&self, key: Key, now: Instant) -> BackendRecoveryDecision;
+
+    /// Records a crash of `key` reported for `incarnation` at `now` (ours' `record_crash_of`):
+    /// the reports of one incarnation count once.
+    fn record_crash_of(&self, key: Key, incarnation: u64, now: Instant) -> BackendRecoveryDecision;
 
     /// The gate check a Hello makes for `key` at `now`.
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus;
@@ -60,6 +65,10 @@ impl Store for BackendRecoveryState<Key> {
 
     fn record_crash(&self, key: Key, now: Instant) -> BackendRecoveryDecision {
         BackendRecoveryState::record_crash(self, key, now)
+    }
+
+    fn record_crash_of(&self, key: Key, incarnation: u64, now: Instant) -> BackendRecoveryDecision {
+        BackendRecoveryState::record_crash_of(self, key, incarnation, now)
     }
 
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {
@@ -88,6 +97,10 @@ impl Store for OursWithoutMetrics {
 
     fn record_crash(&self, key: Key, now: Instant) -> BackendRecoveryDecision {
         self.0.record_crash(key, now)
+    }
+
+    fn record_crash_of(&self, key: Key, incarnation: u64, now: Instant) -> BackendRecoveryDecision {
+        self.0.record_crash_of(key, incarnation, now)
     }
 
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {

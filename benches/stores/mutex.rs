@@ -8,17 +8,18 @@ use std::time::Instant;
 use backend_recovery::{BackendRecoveryDecision, BackendRecoveryPolicy, BackendRecoveryStatus};
 use parking_lot::Mutex;
 
-use super::spec_entry::SpecEntry;
+use super::spec_entry::{SpecEntry, Value};
 use super::{Key, Store};
 
-/// The spec's state, unchanged, shared through one global lock.
+/// The spec's state, unchanged, shared through one global lock; `V` is [`SpecEntry`], or
+/// [`ReportedEntry`](super::ReportedEntry) for the workloads that report by incarnation.
 #[derive(Debug)]
-pub(crate) struct MutexStore {
+pub(crate) struct MutexStore<V = SpecEntry> {
     policy: BackendRecoveryPolicy,
-    entries: Mutex<HashMap<Key, SpecEntry, RandomState>>,
+    entries: Mutex<HashMap<Key, V, RandomState>>,
 }
 
-impl Store for MutexStore {
+impl<V: Value> Store for MutexStore<V> {
     const NAME: &'static str = "mutex";
 
     fn with_policy(policy: BackendRecoveryPolicy) -> Self {
@@ -32,8 +33,17 @@ impl Store for MutexStore {
         let mut entries = self.entries.lock();
         entries
             .entry(key)
-            .or_insert_with(|| SpecEntry::new(now))
+            .or_insert_with(|| V::new(now))
+            .spec_mut()
             .record_crash(now, &self.policy)
+    }
+
+    fn record_crash_of(&self, key: Key, incarnation: u64, now: Instant) -> BackendRecoveryDecision {
+        let mut entries = self.entries.lock();
+        entries
+            .entry(key)
+            .or_insert_with(|| V::new(now))
+            .report_crash(incarnation, now, &self.policy)
     }
 
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {
@@ -41,7 +51,7 @@ impl Store for MutexStore {
         entries
             .get(key)
             .map_or(BackendRecoveryStatus::Healthy, |entry| {
-                entry.status(now, &self.policy)
+                entry.spec().status(now, &self.policy)
             })
     }
 
@@ -52,7 +62,7 @@ impl Store for MutexStore {
     fn purge_expired(&self, now: Instant) -> usize {
         let mut entries = self.entries.lock();
         let before = entries.len();
-        entries.retain(|_, entry| !entry.window_closed(now, &self.policy));
+        entries.retain(|_, entry| !entry.spec().window_closed(now, &self.policy));
         before - entries.len()
     }
 }

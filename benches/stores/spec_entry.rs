@@ -6,6 +6,11 @@
 //! crate's `status` does, so that all three stores do the same work for a `status` call; nor
 //! purging, which [`SpecEntry::window_closed`] supports: an entry whose window has closed
 //! decides exactly like a missing one.
+//!
+//! Nor does the spec know incarnations. [`ReportedEntry`] adds them for the crash-storm
+//! workload, deduplicating as ours' `record_crash_of` does, so that the baselines do the same
+//! work for a report under their own lock. The other workloads keep the bare [`SpecEntry`], as
+//! small as the spec's, so that their figures do not move.
 
 use std::time::{Duration, Instant};
 
@@ -89,4 +94,120 @@ impl SpecEntry {
 fn elapsed_since(started_at: Instant, now: Instant) -> Duration {
     now.checked_duration_since(started_at)
         .unwrap_or(Duration::ZERO)
+}
+
+/// A baseline's value: what it keeps per key under its lock.
+pub(crate) trait Value: Send + Sync + 'static {
+    /// The value the spec inserts before a key's first crash.
+    fn new(now: Instant) -> Self;
+
+    /// The spec's entry in it.
+    fn spec(&self) -> &SpecEntry;
+
+    /// As [`spec`](Self::spec), mutable.
+    fn spec_mut(&mut self) -> &mut SpecEntry;
+
+    /// A crash reported for `incarnation`, as ours' `record_crash_of` answers it.
+    fn report_crash(
+        &mut self,
+        incarnation: u64,
+        now: Instant,
+        policy: &BackendRecoveryPolicy,
+    ) -> BackendRecoveryDecision;
+}
+
+impl Value for SpecEntry {
+    fn new(now: Instant) -> Self {
+        SpecEntry::new(now)
+    }
+
+    fn spec(&self) -> &SpecEntry {
+        self
+    }
+
+    fn spec_mut(&mut self) -> &mut SpecEntry {
+        self
+    }
+
+    fn report_crash(
+        &mut self,
+        _: u64,
+        _: Instant,
+        _: &BackendRecoveryPolicy,
+    ) -> BackendRecoveryDecision {
+        unreachable!("the bare spec entry keeps no incarnation: crash-storm uses `ReportedEntry`")
+    }
+}
+
+/// The spec's entry and the last report it counted, for `record_crash_of`: the first report of
+/// an incarnation newer than the last one counted counts as a crash; any other report gets the
+/// decision already made for that crash, of the same kind and attempt, with the retry-after
+/// measured from its own instant. One difference from ours, which no workload meets: a success
+/// forgets the incarnation with the entry (ours keeps a tombstone until the window closes).
+#[derive(Clone, Debug)]
+pub(crate) struct ReportedEntry {
+    spec: SpecEntry,
+    /// Boxed, as ours keeps it: the entry stays small until a key is reported by incarnation.
+    last_report: Option<Box<CountedReport>>,
+}
+
+/// A report that counted: its incarnation, instant and decision.
+#[derive(Clone, Debug)]
+struct CountedReport {
+    incarnation: u64,
+    at: Instant,
+    decision: BackendRecoveryDecision,
+}
+
+impl Value for ReportedEntry {
+    fn new(now: Instant) -> Self {
+        ReportedEntry {
+            spec: SpecEntry::new(now),
+            last_report: None,
+        }
+    }
+
+    fn spec(&self) -> &SpecEntry {
+        &self.spec
+    }
+
+    fn spec_mut(&mut self) -> &mut SpecEntry {
+        &mut self.spec
+    }
+
+    fn report_crash(
+        &mut self,
+        incarnation: u64,
+        now: Instant,
+        policy: &BackendRecoveryPolicy,
+    ) -> BackendRecoveryDecision {
+        if let Some(counted) = self.last_report.as_deref() {
+            if incarnation <= counted.incarnation {
+                let since = elapsed_since(counted.at, now);
+                return match counted.decision.clone() {
+                    BackendRecoveryDecision::Retry {
+                        retry_after,
+                        attempt,
+                    } => BackendRecoveryDecision::Retry {
+                        retry_after: retry_after.saturating_sub(since),
+                        attempt,
+                    },
+                    BackendRecoveryDecision::Refuse {
+                        reason,
+                        retry_after,
+                    } => BackendRecoveryDecision::Refuse {
+                        reason,
+                        retry_after: retry_after.saturating_sub(since),
+                    },
+                };
+            }
+        }
+        let decision = self.spec.record_crash(now, policy);
+        self.last_report = Some(Box::new(CountedReport {
+            incarnation,
+            at: now,
+            decision: decision.clone(),
+        }));
+        decision
+    }
 }

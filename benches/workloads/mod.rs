@@ -45,6 +45,22 @@ const CHURN_ABANDONED_EVERY: u64 = 4;
 /// purges per budget window over all threads, whatever the thread count.
 const CHURN_PURGE_PERIOD: u64 = CHURN_LIVE_KEYS / 4;
 
+/// Backends of broker-gate, and how many of them crash-loop (1%): the only keys with entries.
+const BROKER_KEYS: u64 = 10_000;
+const BROKER_LOOPING: u64 = 100;
+
+/// In broker-gate, one operation in this many is a crash (of a looping key), the rest checks.
+const BROKER_CRASH_EVERY: u64 = 1_000;
+
+/// In broker-gate, crashes of each looping key per budget window: it keeps dying, so its checks
+/// mostly find its budget spent.
+const BROKER_CRASHES_PER_WINDOW: u64 = 4;
+
+/// In refused-gate, one operation in this many is a crash of the checked backend (it is still
+/// crash-looping): a hundred per window, so that its budget is spent again soon after each
+/// window closes.
+const REFUSED_CRASH_EVERY: u64 = 10_000;
+
 /// The policy of every store in the benches: the spec's defaults, 250 ms and 30 s.
 pub(crate) fn policy() -> BackendRecoveryPolicy {
     BackendRecoveryPolicy::default()
@@ -73,17 +89,42 @@ pub(crate) enum Workload {
     /// call in turn four times per window. 1,024 keys alive at once, each living one budget
     /// window, plus the abandoned ones awaiting a purge.
     Churn,
+    /// **broker-gate**: what a broker's state sees most. 10,000 backends, of which 1% crash-loop
+    /// and are the only keys with entries; 999 `status` checks (a client's Hello) of any of the
+    /// 10,000 to 1 crash of a looping one, each looping backend dying four times per window. So
+    /// almost every check is of a healthy backend without an entry.
+    BrokerGate,
+    /// **crash-storm**: every worker connected to a backend sees it die and reports the death
+    /// through `record_crash_of` with the same incarnation; a new incarnation begins when all
+    /// workers have reported. Lane `t` reports incarnation `i` at its step `i`, so with the lanes
+    /// running at about the same rate each death is reported once per thread (a lane ahead of
+    /// the others counts the next death, the others' reports of it are duplicates; a lane
+    /// behind reports stale incarnations). One backend; a window takes 4,096 reports.
+    CrashStorm,
+    /// **refused-gate**: clients hammering a crash-looping backend. Every thread checks one
+    /// backend whose budget is spent; it keeps crashing, one operation in 10,000 (a hundred
+    /// times a window), so it is refused again soon after each window closes.
+    RefusedGate,
 }
 
 impl Workload {
     /// Every workload, in the order of the report.
-    pub(crate) const ALL: [Workload; 5] = [
+    pub(crate) const ALL: [Workload; 8] = [
         Workload::HotKey,
         Workload::Uniform1k,
         Workload::Uniform100k,
         Workload::Gate,
         Workload::Churn,
+        Workload::BrokerGate,
+        Workload::CrashStorm,
+        Workload::RefusedGate,
     ];
+
+    /// Whether the workload reports crashes by incarnation (`record_crash_of`): the baselines
+    /// then keep [`ReportedEntry`](crate::stores::ReportedEntry)s.
+    pub(crate) fn reports_incarnations(self) -> bool {
+        self == Workload::CrashStorm
+    }
 
     /// The criterion group name, the chart's panel title and the table's row label.
     pub(crate) fn name(self) -> &'static str {
@@ -93,6 +134,9 @@ impl Workload {
             Workload::Uniform100k => "uniform-100k",
             Workload::Gate => "gate",
             Workload::Churn => "churn",
+            Workload::BrokerGate => "broker-gate",
+            Workload::CrashStorm => "crash-storm",
+            Workload::RefusedGate => "refused-gate",
         }
     }
 
@@ -112,16 +156,21 @@ impl Workload {
             Workload::Uniform100k => 100_000 * 2,
             Workload::Gate => 1_000 * 2 * 100,
             Workload::Churn => CHURN_LIVE_KEYS,
+            Workload::BrokerGate => BROKER_LOOPING * BROKER_CRASHES_PER_WINDOW * BROKER_CRASH_EVERY,
+            Workload::CrashStorm => 4096,
+            Workload::RefusedGate => REFUSED_CRASH_EVERY * 100,
         }
     }
 
-    /// Keys of a replayed workload, all present before the lanes start.
+    /// Keys of a replayed workload, all present before the lanes start (broker-gate: the keys it
+    /// draws from, of which only the looping ones are present).
     fn keys(self) -> u64 {
         match self {
-            Workload::HotKey => 1,
+            Workload::HotKey | Workload::CrashStorm | Workload::RefusedGate => 1,
             Workload::Uniform1k | Workload::Gate => 1_000,
             Workload::Uniform100k => 100_000,
             Workload::Churn => CHURN_LIVE_KEYS,
+            Workload::BrokerGate => BROKER_KEYS,
         }
     }
 
@@ -160,10 +209,36 @@ impl Workload {
                     })
                     .collect()
             }
+            Workload::CrashStorm => {
+                // The backend has died before: incarnation 0 is counted, each lane reports from 1.
+                store.record_crash_of(0, 0, at(0));
+                let script = Script::Storm {
+                    next_incarnation: 1,
+                };
+                (0..threads)
+                    .map(|_| Lane::new(script.clone(), clock.clone()))
+                    .collect()
+            }
             _ => {
-                let keys = self.keys();
-                for key in 0..keys {
-                    store.record_crash(key, at(window * key / keys));
+                match self {
+                    // The looping keys (every hundredth) crashed at instants over the window.
+                    Workload::BrokerGate => {
+                        for looping in 0..BROKER_LOOPING {
+                            let key = looping * (BROKER_KEYS / BROKER_LOOPING);
+                            store.record_crash(key, at(window * looping / BROKER_LOOPING));
+                        }
+                    }
+                    // Its budget spent at the lanes' first instant.
+                    Workload::RefusedGate => {
+                        store.record_crash(0, at(window));
+                        store.record_crash(0, at(window));
+                    }
+                    _ => {
+                        let keys = self.keys();
+                        for key in 0..keys {
+                            store.record_crash(key, at(window * key / keys));
+                        }
+                    }
                 }
                 (0..threads_u64)
                     .map(|thread| {
@@ -199,7 +274,24 @@ impl Workload {
                         Op::status(key)
                     }
                 }
-                Workload::Churn => unreachable!("churn draws fresh keys, it replays nothing"),
+                Workload::BrokerGate => {
+                    if rng.u64(..BROKER_CRASH_EVERY) == 0 {
+                        let looping = rng.u64(..BROKER_LOOPING);
+                        Op::crash(looping * (BROKER_KEYS / BROKER_LOOPING))
+                    } else {
+                        Op::status(rng.u64(..keys))
+                    }
+                }
+                Workload::RefusedGate => {
+                    if rng.u64(..REFUSED_CRASH_EVERY) == 0 {
+                        Op::crash(0)
+                    } else {
+                        Op::status(0)
+                    }
+                }
+                Workload::Churn | Workload::CrashStorm => {
+                    unreachable!("churn and crash-storm draw from counters, they replay nothing")
+                }
             })
             .collect()
     }
@@ -256,6 +348,28 @@ pub(crate) fn lifecycle<S: Store>() -> Vec<Answer> {
     answers
 }
 
+/// What a fresh `S` answers to reports by incarnation that crash-storm's lanes on one thread
+/// never make: duplicates, a stale report, and a new window.
+pub(crate) fn incarnations<S: Store>() -> Vec<Answer> {
+    let store = S::with_policy(policy());
+    let t0 = Instant::now();
+    let at = |millis: u64| t0 + Duration::from_millis(millis);
+    let mut answers = Vec::new();
+    let mut report = |incarnation, now| {
+        answers.push(Answer::Crash(store.record_crash_of(7, incarnation, now)));
+    };
+    report(1, at(0));
+    report(1, at(10));
+    report(2, at(1_000));
+    report(2, at(1_500));
+    report(1, at(2_000));
+    report(3, at(40_000));
+    report(3, at(40_100));
+    report(2, at(40_200));
+    answers.push(Answer::Status(store.status(&7, at(40_300))));
+    answers
+}
+
 /// Panics unless `theirs` (the answers of the store `name`) equal `ours`, naming the first
 /// difference. Both come from the same operations, so they have the same length.
 pub(crate) fn assert_agree(name: &str, what: &str, ours: &[Answer], theirs: &[Answer]) {
@@ -293,7 +407,7 @@ impl Op {
 }
 
 /// Where a lane's keys come from.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Script {
     /// A precomputed table of operations, replayed in a loop.
     Replay { ops: Box<[Op]>, next: usize },
@@ -306,6 +420,9 @@ enum Script {
         live: u64,
         purge_phase: u64,
     },
+    /// crash-storm: report the death of incarnation `next_incarnation` of key 0, then move on
+    /// to the next.
+    Storm { next_incarnation: u64 },
 }
 
 /// One thread's share of a workload: its operations and its clock.
@@ -370,6 +487,11 @@ impl Lane {
                         // itself, so the counts differ while the decisions do not.
                         black_box(store.purge_expired(now));
                     }
+                }
+                Script::Storm { next_incarnation } => {
+                    let incarnation = *next_incarnation;
+                    *next_incarnation += 1;
+                    observe(Answer::Crash(store.record_crash_of(0, incarnation, now)));
                 }
             }
         }
