@@ -15,7 +15,8 @@
 use std::time::{Duration, Instant};
 
 use backend_recovery::{
-    BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy, BackendRecoveryStatus,
+    BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy,
+    BackendRecoveryStatus,
 };
 
 use crate::reference::ReferenceModel;
@@ -73,6 +74,10 @@ pub enum Op {
     CrashOf(Key, u64, Instant),
     /// `purge_expired(now)`.
     Purge(Instant),
+    /// `claim_launch(key, now)`.
+    Claim(Key, Instant),
+    /// `record_success_at(key, now)`.
+    SuccessAt(Key, Instant),
 }
 
 /// What one call answered.
@@ -86,6 +91,10 @@ pub enum Outcome {
     Reported(BackendRecoveryStatus),
     /// How many entries `purge_expired` removed.
     Purged(usize),
+    /// A launch claim's answer.
+    Claimed(BackendLaunchDecision),
+    /// Whether `record_success_at` forgot the crashes.
+    Succeeded(bool),
 }
 
 /// Every call of one run with its answer, and the state's length at the end.
@@ -111,6 +120,18 @@ impl History {
             .flatten()
             .filter_map(|(_, outcome)| match outcome {
                 Outcome::Decided(decision) => Some(decision),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every thread's launch-claim answers, thread by thread.
+    pub fn thread_claims(&self) -> Vec<&BackendLaunchDecision> {
+        self.threads
+            .iter()
+            .flatten()
+            .filter_map(|(_, outcome)| match outcome {
+                Outcome::Claimed(claim) => Some(claim),
                 _ => None,
             })
             .collect()
@@ -282,6 +303,8 @@ fn apply_to_reference(reference: &mut ReferenceModel<Key>, op: Op) -> Outcome {
             Outcome::Decided(reference.record_crash_of(key, incarnation, now))
         }
         Op::Purge(now) => Outcome::Purged(reference.purge_expired(now)),
+        Op::Claim(key, now) => Outcome::Claimed(reference.claim_launch(key, now)),
+        Op::SuccessAt(key, now) => Outcome::Succeeded(reference.record_success_at(&key, now)),
     }
 }
 
@@ -382,6 +405,8 @@ mod under_loom {
                 Outcome::Decided(state.record_crash_of(key, incarnation, now))
             }
             Op::Purge(now) => Outcome::Purged(state.purge_expired(now)),
+            Op::Claim(key, now) => Outcome::Claimed(state.claim_launch(&key, now)),
+            Op::SuccessAt(key, now) => Outcome::Succeeded(state.record_success_at(&key, now)),
         }
     }
 }
