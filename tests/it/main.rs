@@ -1,5 +1,6 @@
 //! Integration tests, one binary: the spec case by case, a differential property test against an
-//! independent reference model, and a real-thread stress test.
+//! independent reference model, a real-thread stress test, and a broker's Hello router replayed
+//! with real threads (`relaunch`).
 
 mod bad_input;
 mod broker;
@@ -13,6 +14,8 @@ mod panics;
 /// reachable).
 #[path = "../../loom-tests/src/reference.rs"]
 pub mod reference;
+mod relaunch;
+
 mod schedule;
 mod soak;
 mod spec_cases;
