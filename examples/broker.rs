@@ -19,10 +19,10 @@
 //!   `broker --backend NAME --crash-rate P --seed S`, answering `HELLO` lines on stdin;
 //! - `backend.rs`: the broker's handle on one backend process, its pipelined Hellos and the
 //!   watcher thread that reaps it;
-//! - `supervisor.rs`: per service, which backend is live and what a death leads to: the
-//!   single-flight respawn, the refusal, the reopen after the window;
-//! - `respawner.rs`: the thread that spawns each granted respawn after its backoff;
-//! - `workers.rs`: the worker pool, gate check then backend;
+//! - `supervisor.rs`: per service, which backend is live; launches claimed from the state (the
+//!   first, each granted retry after its backoff, the reopen after a refused window) and what a
+//!   death leads to;
+//! - `workers.rs`: the worker pool: gate check, then the live backend or a launch;
 //! - `clients.rs`: client threads sending Hellos at a rate, honouring `retry_after_ms`;
 //! - `counters.rs`, `report.rs`: the tallies, the progress line and the summary.
 //!
@@ -41,8 +41,6 @@ mod counters;
 mod options;
 #[path = "broker/report.rs"]
 mod report;
-#[path = "broker/respawner.rs"]
-mod respawner;
 #[path = "broker/supervisor.rs"]
 mod supervisor;
 #[path = "broker/workers.rs"]

@@ -139,6 +139,25 @@ impl BackendRecoveryStatus {
     }
 }
 
+/// The answer to [`BackendRecoveryState::record_crash_of`]: the decision for the death
+/// reported, and whether this report was the one the state counted.
+///
+/// Of the reports of one death (every thread that saw it), exactly one is `counted`; the others
+/// are duplicates, answered with the same decision so that each can tell its client when to
+/// come back. A broker acts on the counted one alone (for example, to count the death once).
+///
+/// [`BackendRecoveryState::record_crash_of`]: crate::BackendRecoveryState::record_crash_of
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BackendCrashReport {
+    /// The decision for this death, as the counted report was told it (a duplicate's
+    /// retry-after measured from its own instant).
+    pub decision: BackendRecoveryDecision,
+    /// Whether this report counted the crash: the first report of an incarnation newer than the
+    /// last one counted for the key.
+    pub counted: bool,
+}
+
 /// The answer to [`BackendRecoveryState::claim_launch`]: whether this caller is the one to
 /// launch the backend.
 ///

@@ -65,8 +65,8 @@ mod word;
 
 pub use builder::{BackendRecoveryPolicyBuilder, PolicyError};
 pub use decision::{
-    BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryRefusalReason,
-    BackendRecoveryStatus,
+    BackendCrashReport, BackendLaunchDecision, BackendRecoveryDecision,
+    BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
 pub use key::{BackendKey, BrokerInstanceKey};
 pub use metrics::BackendRecoveryMetrics;

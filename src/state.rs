@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use crate::cache::ReadCache;
 use crate::cell::{Cell, CellMut, CellRef, RichCell, Shared};
 use crate::decision::{
-    BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryRefusalReason,
-    BackendRecoveryStatus,
+    BackendCrashReport, BackendLaunchDecision, BackendRecoveryDecision,
+    BackendRecoveryRefusalReason, BackendRecoveryStatus,
 };
 use crate::epoch::Epoch;
 use crate::key::BackendKey;
@@ -303,7 +303,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// keeps remembering its last incarnation until its window would have closed, so a late
     /// report of the dead incarnation is still a duplicate.
     ///
-    /// Comparing the incarnation and counting the crash must be one step, which a 64-bit word
+    /// The answer says whether this report was the one counted
+    /// ([`counted`](BackendCrashReport::counted)), so that of all the threads that saw one death,
+    /// exactly one acts on it. (A report refused because a capped state is full counts nothing.)
+    ///
+    /// Comparing the incarnation and counting the crash must be one step, which the cell's word
     /// cannot hold; this method therefore takes the shard's write guard. Reports are rare next
     /// to gate checks, which stay read-only.
     ///
@@ -315,36 +319,35 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ///
     /// let state = BackendRecoveryState::<&str>::new();
     /// let now = Instant::now();
-    /// // Three workers see incarnation 7 die: one crash.
-    /// assert!(state.record_crash_of("indexer", 7, now).is_retry());
-    /// assert!(state.record_crash_of("indexer", 7, now).is_retry());
-    /// assert!(state.record_crash_of("indexer", 7, now + Duration::from_millis(1)).is_retry());
+    /// // Three workers see incarnation 7 die: one crash, counted by the first report.
+    /// let first = state.record_crash_of("indexer", 7, now);
+    /// assert!(first.counted && first.decision.is_retry());
+    /// let again = state.record_crash_of("indexer", 7, now + Duration::from_millis(1));
+    /// assert!(!again.counted && again.decision.is_retry());
     /// // The respawned incarnation 8 dies too: the budget is spent.
-    /// assert!(!state.record_crash_of("indexer", 8, now + Duration::from_secs(1)).is_retry());
-    /// assert_eq!(state.metrics().duplicates_coalesced, 2);
+    /// let second = state.record_crash_of("indexer", 8, now + Duration::from_secs(1));
+    /// assert!(second.counted && !second.decision.is_retry());
+    /// assert_eq!(state.metrics().duplicates_coalesced, 1);
     /// ```
-    pub fn record_crash_of(
-        &self,
-        key: K,
-        incarnation: u64,
-        now: Instant,
-    ) -> BackendRecoveryDecision {
+    pub fn record_crash_of(&self, key: K, incarnation: u64, now: Instant) -> BackendCrashReport {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
         let hash = self.cells.hash_one(&key);
         let report =
             |cell: &mut RichCell| cell.report_crash(incarnation, now, &self.policy, jitter_seed);
-        let (decision, duplicate) = self
-            .upsert(key, now, |key| {
-                self.cells.upsert_rich(hash, key, || self.vacant(), report)
-            })
-            .unwrap_or_else(|retry_after| (capacity_refusal(retry_after), false));
+        let inserted = self.upsert(key, now, |key| {
+            self.cells.upsert_rich(hash, key, || self.vacant(), report)
+        });
+        let (decision, counted, duplicate) = match inserted {
+            Ok((decision, duplicate)) => (decision, !duplicate, duplicate),
+            Err(retry_after) => (capacity_refusal(retry_after), false, false),
+        };
         if duplicate {
             self.metrics.add(Counter::DuplicatesCoalesced, 1);
         } else {
             self.count(&decision);
         }
-        decision
+        BackendCrashReport { decision, counted }
     }
 
     /// Forgets the crashes of `key` after the backend was verified healthy: its next crash is a

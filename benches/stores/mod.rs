@@ -68,7 +68,7 @@ impl Store for BackendRecoveryState<Key> {
     }
 
     fn record_crash_of(&self, key: Key, incarnation: u64, now: Instant) -> BackendRecoveryDecision {
-        BackendRecoveryState::record_crash_of(self, key, incarnation, now)
+        BackendRecoveryState::record_crash_of(self, key, incarnation, now).decision
     }
 
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {
@@ -100,7 +100,7 @@ impl Store for OursWithoutMetrics {
     }
 
     fn record_crash_of(&self, key: Key, incarnation: u64, now: Instant) -> BackendRecoveryDecision {
-        self.0.record_crash_of(key, incarnation, now)
+        self.0.record_crash_of(key, incarnation, now).decision
     }
 
     fn status(&self, key: &Key, now: Instant) -> BackendRecoveryStatus {

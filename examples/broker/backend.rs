@@ -16,6 +16,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
@@ -26,7 +27,7 @@ pub(crate) enum SpawnKind {
     Initial,
     /// After a crash was granted a retry, once its backoff had passed.
     Respawn,
-    /// On the first Hello after a refused backend's budget window had closed.
+    /// After a refused backend's budget window had closed, on demand.
     Reopen,
 }
 
@@ -55,14 +56,18 @@ pub(crate) struct Backend {
     pub(crate) incarnation: u64,
     pub(crate) pid: u32,
     pub(crate) kind: SpawnKind,
+    /// When the process was started: its probation runs from here.
+    pub(crate) spawned_at: Instant,
     child: Mutex<Child>,
     /// `None` once the backend has ended: its pipe is closed then, not kept until the broker
     /// stops (a crash loop would otherwise run the broker out of file descriptors).
     stdin: Mutex<Option<ChildStdin>>,
     in_flight: Mutex<InFlight>,
     next_request: AtomicU64,
-    /// Set by the first Hello answered: the success after a respawn is recorded once.
+    /// Set by the first Hello answered.
     answered: AtomicBool,
+    /// Set once a success forgot the service's crashes: later answers report nothing.
+    forgiven: AtomicBool,
     /// Set when the broker kills a backend that is still running: its end is no crash.
     retired: AtomicBool,
     /// Set by the watcher once the child is reaped.
@@ -107,6 +112,7 @@ impl Backend {
         // then stops its backends itself instead of seeing them all "crash" at once.
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let spawned_at = Instant::now();
         let mut child = command.spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             unreachable!("both pipes were requested");
@@ -115,11 +121,13 @@ impl Backend {
             incarnation,
             pid: child.id(),
             kind,
+            spawned_at,
             child: Mutex::new(child),
             stdin: Mutex::new(Some(stdin)),
             in_flight: Mutex::new(InFlight::default()),
             next_request: AtomicU64::new(1),
             answered: AtomicBool::new(false),
+            forgiven: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             exit_status: Mutex::new(None),
             watcher: Mutex::new(None),
@@ -170,6 +178,16 @@ impl Backend {
     /// `true` the first time it is called on this incarnation.
     pub(crate) fn first_answer(&self) -> bool {
         !self.answered.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether a success of this incarnation forgot its service's crashes.
+    pub(crate) fn forgiven(&self) -> bool {
+        self.forgiven.load(Ordering::Relaxed)
+    }
+
+    /// Records that a success of this incarnation forgot its service's crashes.
+    pub(crate) fn forgive(&self) {
+        self.forgiven.store(true, Ordering::Relaxed);
     }
 
     /// Whether the backend is known to have ended.

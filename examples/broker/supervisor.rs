@@ -1,59 +1,39 @@
-//! The supervisor: which incarnation of each service's backend is live, what happens when one
-//! dies, and the one recovery state every thread shares.
+//! The supervisor: the one recovery state every thread shares, each service's registered
+//! backend, and what happens when one is missing or dies.
 //!
-//! Each service has a slot, behind its own lock, that moves through these states:
+//! Launches. A Hello that finds no live backend asks the state for the launch
+//! (`claim_launch`): exactly one caller wins each launch the state allows (a new service, each
+//! granted retry once its backoff has passed, a refused service once its window has closed);
+//! every other is told to wait or is refused, with a retry-after. The winner spawns the next
+//! incarnation and registers it. So there is never a second process for one launch, and no
+//! thread of the broker's own waits out a backoff.
 //!
-//! ```text
-//!             counted crash: Retry                 respawner, after retry_after
-//!   Live(n) ─────────────────────────▶ RespawnAt ─────────────────────────────▶ Live(n+1)
-//!     │                                                                       ▲
-//!     │ counted crash: Refuse                                                 │
-//!     ▼              first Hello after the window closed (the gate is open)   │
-//!   Down ─────────────────────────────────────────────────────────────────────┘  (reopen)
+//! Deaths. Every thread that sees incarnation `n` die (the watcher that reaped it, each worker
+//! that had a Hello in flight or writes to the broken pipe) reports it with
+//! `record_crash_of(key, n, now)`. The state counts the first report and says so (`counted`):
+//! that report alone is tallied and takes the dead backend out of the registry, after the
+//! crash is recorded, so that no Hello can claim a launch while the death is unrecorded. The
+//! others only tell their client when to come back.
 //!
-//!   any state ── broker stops ──▶ Stopped
-//! ```
-//!
-//! Single flight. Every thread that sees incarnation `n` die (the watcher that reaped it, each
-//! worker that had a Hello in flight or writes to the broken pipe) reports it with
-//! `record_crash_of(key, n, now)`. The state counts the first report of an incarnation newer
-//! than the last one it counted and answers the others, the duplicates, with the same decision.
-//! The broker makes the same comparison (`last_counted`) under the service's lock, around the
-//! call, so it knows which report the state counted: that report alone acts, scheduling the one
-//! respawn (on `Retry`) or marking the service down (on `Refuse`). The others only tell their
-//! client when to come back. Spawns happen only under the lock, from `RespawnAt` or `Down`, so
-//! there is never a second process for one incarnation.
-//!
-//! Locks. The slot lock is per service, and a Hello holds it only to copy the live backend's
-//! pointer; the gate check before it (`status`) takes no lock of the broker's, and crash
-//! reports of different services never wait for each other.
-//!
-//! After a refusal. The gate (`status`) refuses every Hello, with the rest of the window as
-//! `retry_after_ms`, until the window closes. The broker does not respawn the backend when the
-//! window closes: it waits for demand. The first Hello that finds the gate open and the slot
-//! `Down` checks the gate again under the lock and spawns a new incarnation (a reopen); later
-//! Hellos find it `Live`. If that incarnation crashes, it opens a new window with a whole
-//! budget.
-//!
-//! Success. The first Hello answered by an incarnation spawned after a crash records success,
-//! which makes the backend's next crash a first crash again: a flaky backend is respawned each
-//! time, but a crash-looping one, which never answers, spends its budget and is refused.
+//! Success. A backend's first answer settles its launch (`record_success_at`); with the
+//! probation (`min_uptime`), its crashes are forgotten only by an answer at least that long
+//! after the launch, so a backend that dies soon after every launch spends its budget and is
+//! refused, while a flaky one that runs a while is forgiven.
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use backend_recovery::{
-    BackendKey, BackendRecoveryDecision, BackendRecoveryState, BrokerInstanceKey,
+    BackendCrashReport, BackendKey, BackendLaunchDecision, BackendRecoveryDecision,
+    BackendRecoveryState, BrokerInstanceKey,
 };
-use crossbeam_channel::Sender;
 
 use crate::backend::{Backend, Launch, SpawnKind};
 use crate::counters::{Counters, bump};
 use crate::options::{BrokerOptions, ServiceSpec};
-use crate::respawner::{self, Respawn, Schedule};
 
 /// Everything the broker supervises.
 pub(crate) struct Supervisor {
@@ -62,8 +42,8 @@ pub(crate) struct Supervisor {
     pub(crate) state: BackendRecoveryState,
     executable: PathBuf,
     seed: u64,
-    respawns: Sender<Schedule>,
-    respawner: Mutex<Option<JoinHandle<()>>>,
+    /// The policy's probation, read on every answered Hello.
+    min_uptime: Duration,
 }
 
 /// One supervised service.
@@ -71,20 +51,22 @@ pub(crate) struct Service {
     pub(crate) spec: ServiceSpec,
     pub(crate) key: BackendKey,
     pub(crate) counters: Counters,
-    slot: Mutex<Slot>,
+    /// The number of the next incarnation to spawn.
+    next_incarnation: AtomicU64,
+    registry: Mutex<Registry>,
 }
 
-/// A service's backend, under the service's lock.
-struct Slot {
-    backing: Backing,
-    /// The last incarnation whose crash report the state counted.
-    last_counted: u64,
-    /// The last incarnation spawned (or tried).
-    last_spawned: u64,
-    /// Incarnations whose watcher may still run: at most the live one and the last few dead.
+/// A service's processes, under its lock: held only to read or swap the live backend and to
+/// keep the records for reaping and the summary.
+#[derive(Default)]
+struct Registry {
+    live: Option<Arc<Backend>>,
+    /// Incarnations whose watcher may still run.
     spawned: Vec<Arc<Backend>>,
     /// Incarnations that ended and whose watcher was joined, for the summary.
     ended: Vec<ChildRecord>,
+    /// The broker is stopping: no more launches.
+    stopped: bool,
 }
 
 /// One backend process, as the summary reports it.
@@ -104,7 +86,7 @@ impl ChildRecord {
     }
 }
 
-impl Slot {
+impl Registry {
     /// Joins the watchers that are done and keeps only their record, so that a long run with
     /// a crash loop does not pile up threads and handles.
     fn prune_ended(&mut self) {
@@ -120,42 +102,27 @@ impl Slot {
     }
 }
 
-enum Backing {
-    Live(Arc<Backend>),
-    RespawnAt(Instant),
-    Down,
-    Stopped,
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// `duration` in whole milliseconds, rounded up as the crate's wire hints are, at least 1.
-fn millis_rounded_up(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos().div_ceil(1_000_000))
-        .unwrap_or(u64::MAX)
-        .max(1)
 }
 
 /// Why a Hello got no backend to talk to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoBackend {
-    /// The gate refused it; come back after this many ms.
-    Refused { retry_after_ms: u64 },
-    /// A respawn (or a failed spawn's retry) is pending; come back after this many ms.
-    Deferred { retry_after_ms: u64 },
+    /// Refused: the budget is spent. Come back after this long.
+    Refused(Duration),
+    /// A launch is pending or a backoff runs. Come back after this long.
+    Deferred(Duration),
     /// The broker is stopping.
     Stopping,
 }
 
 impl Supervisor {
-    /// Builds the recovery state and spawns every service's first backend and the respawner.
+    /// Builds the recovery state and launches every service's first backend.
     pub(crate) fn start(
         options: &BrokerOptions,
         executable: PathBuf,
     ) -> io::Result<Arc<Supervisor>> {
-        let (respawns, scheduled) = crossbeam_channel::unbounded();
         let services = options
             .services
             .iter()
@@ -163,13 +130,8 @@ impl Supervisor {
                 spec: spec.clone(),
                 key: BackendKey::new(BrokerInstanceKey::Shared, spec.name.clone(), "1.0.0"),
                 counters: Counters::default(),
-                slot: Mutex::new(Slot {
-                    backing: Backing::Down,
-                    last_counted: 0,
-                    last_spawned: 0,
-                    spawned: Vec::new(),
-                    ended: Vec::new(),
-                }),
+                next_incarnation: AtomicU64::new(1),
+                registry: Mutex::new(Registry::default()),
             })
             .collect();
         let supervisor = Arc::new(Supervisor {
@@ -177,237 +139,75 @@ impl Supervisor {
             state: BackendRecoveryState::with_policy(options.policy),
             executable,
             seed: options.seed,
-            respawns,
-            respawner: Mutex::new(None),
+            min_uptime: options.policy.min_uptime,
         });
         for index in 0..supervisor.services.len() {
-            let mut slot = lock(&supervisor.services[index].slot);
-            if let Err(error) = supervisor.spawn_locked(index, &mut slot, SpawnKind::Initial) {
-                drop(slot);
+            if let Err(NoBackend::Refused(_) | NoBackend::Deferred(_) | NoBackend::Stopping) =
+                supervisor.launch(index, Instant::now(), SpawnKind::Initial)
+            {
                 supervisor.stop();
-                return Err(error);
-            }
-        }
-        let handle = {
-            let supervisor = Arc::clone(&supervisor);
-            thread::Builder::new()
-                .name("respawner".into())
-                .spawn(move || respawner::run(&supervisor, &scheduled))
-        };
-        match handle {
-            Ok(handle) => *lock(&supervisor.respawner) = Some(handle),
-            Err(error) => {
-                supervisor.stop();
-                return Err(error);
+                return Err(io::Error::other(format!(
+                    "cannot start {}",
+                    supervisor.services[index].spec.name
+                )));
             }
         }
         Ok(supervisor)
     }
 
-    /// The backend a Hello for service `index` should go to, once the gate let it through.
+    /// The backend a Hello for service `index` should go to, once the gate let it through: the
+    /// live one, or one this Hello launches if it wins the claim. `after_crash` says whether
+    /// the gate saw crashes in the window (a launch then is a respawn, else a reopen).
     pub(crate) fn backend_for_hello(
         self: &Arc<Self>,
         index: usize,
+        now: Instant,
+        after_crash: bool,
+    ) -> Result<Arc<Backend>, NoBackend> {
+        if let Some(live) = lock(&self.services[index].registry).live.clone() {
+            return Ok(live);
+        }
+        let kind = if after_crash {
+            SpawnKind::Respawn
+        } else {
+            SpawnKind::Reopen
+        };
+        self.launch(index, now, kind)
+    }
+
+    /// Claims the launch of service `index` and, if this caller wins, spawns and registers its
+    /// next incarnation. A spawn that fails is reported as a crash of that incarnation.
+    fn launch(
+        self: &Arc<Self>,
+        index: usize,
+        now: Instant,
+        kind: SpawnKind,
     ) -> Result<Arc<Backend>, NoBackend> {
         let service = &self.services[index];
-        let mut slot = lock(&service.slot);
-        match &slot.backing {
-            Backing::Live(backend) => Ok(Arc::clone(backend)),
-            Backing::RespawnAt(at) => {
+        match self.state.claim_launch(&service.key, now) {
+            BackendLaunchDecision::Launch => {}
+            BackendLaunchDecision::Refuse { retry_after, .. } => {
+                bump(&service.counters.refused);
+                return Err(NoBackend::Refused(retry_after));
+            }
+            wait => {
                 bump(&service.counters.deferred);
-                let wait = at.saturating_duration_since(Instant::now());
-                Err(NoBackend::Deferred {
-                    retry_after_ms: millis_rounded_up(wait),
-                })
-            }
-            Backing::Stopped => Err(NoBackend::Stopping),
-            Backing::Down => {
-                // The gate said open before this lock was taken; ask again under it, so that a
-                // refusal counted meanwhile is not undone by a reopen.
-                let status = self.state.status(&service.key, Instant::now());
-                if let Some(retry_after_ms) = status.retry_after_ms() {
-                    bump(&service.counters.refused);
-                    return Err(NoBackend::Refused { retry_after_ms });
-                }
-                bump(&service.counters.reopens);
-                self.spawn_locked(index, &mut slot, SpawnKind::Reopen)
-                    .map_err(|_| match &slot.backing {
-                        Backing::RespawnAt(at) => NoBackend::Deferred {
-                            retry_after_ms: millis_rounded_up(
-                                at.saturating_duration_since(Instant::now()),
-                            ),
-                        },
-                        _ => NoBackend::Refused {
-                            retry_after_ms: self
-                                .state
-                                .status(&service.key, Instant::now())
-                                .retry_after_ms()
-                                .unwrap_or(1),
-                        },
-                    })
+                return Err(NoBackend::Deferred(wait.retry_after().unwrap_or_default()));
             }
         }
-    }
-
-    /// A Hello was answered by `backend`. The first answer of an incarnation spawned after a
-    /// crash records success, unless that incarnation has since been reported dead.
-    pub(crate) fn served(&self, index: usize, backend: &Backend) {
-        let service = &self.services[index];
-        bump(&service.counters.served);
-        if backend.kind != SpawnKind::Initial && backend.first_answer() {
-            let slot = lock(&service.slot);
-            if slot.last_counted < backend.incarnation {
-                self.state.record_success(&service.key);
-                bump(&service.counters.successes);
-            }
-        }
-    }
-
-    /// A thread saw incarnation `incarnation` of service `index` die: report it, and act on the
-    /// decision if this report is the one the state counted. Returns the decision.
-    pub(crate) fn report_crash(
-        self: &Arc<Self>,
-        index: usize,
-        incarnation: u64,
-    ) -> BackendRecoveryDecision {
-        let mut slot = lock(&self.services[index].slot);
-        self.report_locked(index, &mut slot, incarnation)
-    }
-
-    /// The watcher of a backend saw it end. Unless the broker killed it, that is a crash.
-    fn backend_exited(self: &Arc<Self>, index: usize, backend: &Backend) {
-        if backend.retired() {
-            return;
-        }
-        bump(&self.services[index].counters.crashes);
-        self.report_crash(index, backend.incarnation);
-    }
-
-    /// A respawn's backoff has passed: spawn the next incarnation, unless the broker stopped.
-    pub(crate) fn respawn_due(self: &Arc<Self>, respawn: Respawn) {
-        let mut slot = lock(&self.services[respawn.service].slot);
-        let due = matches!(slot.backing, Backing::RespawnAt(_))
-            && slot.last_counted == respawn.after_incarnation;
-        if due {
-            bump(&self.services[respawn.service].counters.respawns);
-            // A failed spawn has been reported as a crash of the new incarnation.
-            let _ = self.spawn_locked(respawn.service, &mut slot, SpawnKind::Respawn);
-        }
-    }
-
-    /// Services whose backend is running.
-    pub(crate) fn live_backends(&self) -> usize {
-        self.services
-            .iter()
-            .filter(|service| match &lock(&service.slot).backing {
-                Backing::Live(backend) => !backend.is_dead(),
-                _ => false,
-            })
-            .count()
-    }
-
-    /// Every backend process of service `index` spawned so far, in order.
-    pub(crate) fn children(&self, index: usize) -> Vec<ChildRecord> {
-        let slot = lock(&self.services[index].slot);
-        let running = slot.spawned.iter().map(|backend| ChildRecord::of(backend));
-        slot.ended.iter().copied().chain(running).collect()
-    }
-
-    /// Stops supervising: no more spawns, every running backend killed and every child reaped.
-    /// Call it once no worker is serving Hellos any more.
-    pub(crate) fn stop(&self) {
-        let _ = self.respawns.send(Schedule::Stop);
-        let respawner = lock(&self.respawner).take();
-        if let Some(respawner) = respawner {
-            let _ = respawner.join();
-        }
-        for service in &self.services {
-            let mut slot = lock(&service.slot);
-            slot.backing = Backing::Stopped;
-            for backend in &slot.spawned {
-                backend.retire();
-            }
-        }
-        // Outside the locks: a watcher reports a crash under its service's lock before ending.
-        for service in &self.services {
-            let backends = lock(&service.slot).spawned.clone();
-            for backend in backends {
-                backend.join_watcher();
-            }
-        }
-    }
-
-    /// Reports a crash under the service's lock; see the module's notes on single flight.
-    fn report_locked(
-        self: &Arc<Self>,
-        index: usize,
-        slot: &mut Slot,
-        incarnation: u64,
-    ) -> BackendRecoveryDecision {
-        let service = &self.services[index];
-        let now = Instant::now();
-        let decision = self
-            .state
-            .record_crash_of(service.key.clone(), incarnation, now);
-        bump(&service.counters.crash_reports);
-        if incarnation <= slot.last_counted {
-            bump(&service.counters.duplicate_reports);
-            return decision;
-        }
-        // The state counted this report (it compares incarnations as we do, under our lock):
-        // this thread alone acts on the decision.
-        slot.last_counted = incarnation;
-        let stopped = matches!(slot.backing, Backing::Stopped);
-        match &decision {
-            BackendRecoveryDecision::Retry { retry_after, .. } => {
-                bump(&service.counters.retries_granted);
-                if !stopped {
-                    let at = now + *retry_after;
-                    slot.backing = Backing::RespawnAt(at);
-                    let _ = self.respawns.send(Schedule::Respawn(Respawn {
-                        at,
-                        service: index,
-                        after_incarnation: incarnation,
-                    }));
-                }
-            }
-            BackendRecoveryDecision::Refuse { .. } => {
-                bump(&service.counters.refusals);
-                if !stopped {
-                    slot.backing = Backing::Down;
-                }
-            }
-        }
-        decision
-    }
-
-    /// Spawns the next incarnation of service `index` under its lock. A spawn that fails counts
-    /// as a crash of that incarnation: it is reported, and the slot follows the decision.
-    fn spawn_locked(
-        self: &Arc<Self>,
-        index: usize,
-        slot: &mut Slot,
-        kind: SpawnKind,
-    ) -> io::Result<Arc<Backend>> {
-        let service = &self.services[index];
-        slot.prune_ended();
-        slot.last_spawned += 1;
-        let incarnation = slot.last_spawned;
+        let incarnation = service.next_incarnation.fetch_add(1, Ordering::Relaxed);
         let launch = Launch {
             executable: &self.executable,
             name: &service.spec.name,
             crash_rate: service.spec.crash_rate,
             // A different crash sequence for every service and incarnation.
-            seed: self.seed ^ ((index as u64) << 48) ^ incarnation.wrapping_mul(0x9E37_79B9),
+            seed: fastrand::Rng::with_seed(self.seed ^ ((index as u64) << 48) ^ incarnation)
+                .u64(..),
         };
         let supervisor = Arc::clone(self);
         let on_exit = move |backend: &Backend| supervisor.backend_exited(index, backend);
-        match Backend::spawn(&launch, incarnation, kind, on_exit) {
-            Ok(backend) => {
-                slot.spawned.push(Arc::clone(&backend));
-                slot.backing = Backing::Live(Arc::clone(&backend));
-                Ok(backend)
-            }
+        let backend = match Backend::spawn(&launch, incarnation, kind, on_exit) {
+            Ok(backend) => backend,
             Err(error) => {
                 eprintln!(
                     "broker: cannot spawn {} (incarnation {incarnation}): {error}",
@@ -415,10 +215,118 @@ impl Supervisor {
                 );
                 bump(&service.counters.spawn_failures);
                 bump(&service.counters.crashes);
-                if kind != SpawnKind::Initial {
-                    self.report_locked(index, slot, incarnation);
-                }
-                Err(error)
+                let report = self.report_crash(index, incarnation);
+                return Err(NoBackend::Deferred(report.decision.retry_after()));
+            }
+        };
+        match kind {
+            SpawnKind::Initial => {}
+            SpawnKind::Respawn => bump(&service.counters.respawns),
+            SpawnKind::Reopen => bump(&service.counters.reopens),
+        }
+        let mut registry = lock(&service.registry);
+        registry.prune_ended();
+        registry.spawned.push(Arc::clone(&backend));
+        if registry.stopped {
+            backend.retire();
+            return Err(NoBackend::Stopping);
+        }
+        registry.live = Some(Arc::clone(&backend));
+        Ok(backend)
+    }
+
+    /// A Hello was answered by `backend`. Its first answer settles its launch; with a
+    /// probation, the first answer after `min_uptime` forgets the service's crashes.
+    pub(crate) fn served(&self, index: usize, backend: &Backend) {
+        let service = &self.services[index];
+        bump(&service.counters.served);
+        let now = Instant::now();
+        let first = backend.first_answer();
+        let proven = now.saturating_duration_since(backend.spawned_at) >= self.min_uptime;
+        if (first || proven) && !backend.forgiven() {
+            if self.state.record_success_at(&service.key, now) {
+                backend.forgive();
+            }
+            bump(&service.counters.successes);
+        }
+    }
+
+    /// A thread saw incarnation `incarnation` of service `index` die: report it. The report
+    /// the state counted is tallied and unregisters the dead backend, after the crash is
+    /// recorded. Returns the state's answer.
+    pub(crate) fn report_crash(&self, index: usize, incarnation: u64) -> BackendCrashReport {
+        let service = &self.services[index];
+        let report = self
+            .state
+            .record_crash_of(service.key.clone(), incarnation, Instant::now());
+        bump(&service.counters.crash_reports);
+        if !report.counted {
+            bump(&service.counters.duplicate_reports);
+            return report;
+        }
+        bump(match report.decision {
+            BackendRecoveryDecision::Retry { .. } => &service.counters.retries_granted,
+            BackendRecoveryDecision::Refuse { .. } => &service.counters.refusals,
+        });
+        let mut registry = lock(&service.registry);
+        if registry
+            .live
+            .as_ref()
+            .is_some_and(|live| live.incarnation == incarnation)
+        {
+            registry.live = None;
+        }
+        report
+    }
+
+    /// The watcher of a backend saw it end. Unless the broker killed it, that is a crash.
+    fn backend_exited(&self, index: usize, backend: &Backend) {
+        if backend.retired() {
+            return;
+        }
+        bump(&self.services[index].counters.crashes);
+        self.report_crash(index, backend.incarnation);
+    }
+
+    /// Services whose backend is running.
+    pub(crate) fn live_backends(&self) -> usize {
+        self.services
+            .iter()
+            .filter(|service| {
+                lock(&service.registry)
+                    .live
+                    .as_ref()
+                    .is_some_and(|live| !live.is_dead())
+            })
+            .count()
+    }
+
+    /// Every backend process of service `index` spawned so far, in order.
+    pub(crate) fn children(&self, index: usize) -> Vec<ChildRecord> {
+        let registry = lock(&self.services[index].registry);
+        let running = registry
+            .spawned
+            .iter()
+            .map(|backend| ChildRecord::of(backend));
+        registry.ended.iter().copied().chain(running).collect()
+    }
+
+    /// Stops supervising: no more launches, every running backend killed and every child
+    /// reaped. Call it once no worker is serving Hellos any more.
+    pub(crate) fn stop(&self) {
+        for service in &self.services {
+            let mut registry = lock(&service.registry);
+            registry.stopped = true;
+            registry.live = None;
+            for backend in &registry.spawned {
+                backend.retire();
+            }
+        }
+        // Outside the locks: a watcher reports a crash, which takes its service's lock.
+        for service in &self.services {
+            let backends = lock(&service.registry).spawned.clone();
+            for backend in backends {
+                backend.join_watcher();
             }
         }
     }

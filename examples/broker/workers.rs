@@ -2,13 +2,17 @@
 //!
 //! For each Hello a worker asks the gate first, `status(key, now)`: that only reads the shared
 //! state, so every worker can check every Hello without contending. A service whose budget is
-//! spent is refused with the rest of its window as `retry_after_ms`. Otherwise the Hello goes to
-//! the service's live backend process; if that backend dies with the Hello in flight, the
-//! worker reports the crash (so does every other thread that saw it die) and tells the client
-//! when to come back: after the backoff if a respawn was granted, after the window if not.
+//! spent is refused with the rest of its window as `retry_after_ms`; one whose granted retry is
+//! still backing off is deferred until the backoff ends. Otherwise the Hello goes to the
+//! service's live backend process, or, if there is none, claims its launch (`supervisor.rs`).
+//! If the backend dies with the Hello in flight, the worker reports the crash (so does every
+//! other thread that saw it die) and tells the client when to come back: after the backoff if
+//! a retry was granted, after the window if not.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use backend_recovery::BackendRecoveryStatus;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -47,18 +51,39 @@ pub(crate) fn run(supervisor: &Arc<Supervisor>, hellos: &Receiver<Hello>) {
     }
 }
 
-/// One Hello: the gate, then the backend.
+/// One Hello: the gate, then the live backend, or a launch if this Hello wins it.
 fn serve(supervisor: &Arc<Supervisor>, index: usize) -> Reply {
     let service = &supervisor.services[index];
-    let gate = supervisor.state.status(&service.key, Instant::now());
-    if let Some(retry_after_ms) = gate.retry_after_ms() {
-        bump(&service.counters.refused);
-        return Reply::Refused { retry_after_ms };
+    let now = Instant::now();
+    let gate = supervisor.state.status(&service.key, now);
+    match gate {
+        BackendRecoveryStatus::Unavailable { retry_after, .. } => {
+            bump(&service.counters.refused);
+            return Reply::Refused {
+                retry_after_ms: millis(retry_after),
+            };
+        }
+        BackendRecoveryStatus::BackingOff { retry_after, .. } => {
+            bump(&service.counters.deferred);
+            return Reply::Deferred {
+                retry_after_ms: millis(retry_after),
+            };
+        }
+        _ => {}
     }
-    let backend = match supervisor.backend_for_hello(index) {
+    let after_crash = matches!(gate, BackendRecoveryStatus::Recovering { .. });
+    let backend = match supervisor.backend_for_hello(index, now, after_crash) {
         Ok(backend) => backend,
-        Err(NoBackend::Refused { retry_after_ms }) => return Reply::Refused { retry_after_ms },
-        Err(NoBackend::Deferred { retry_after_ms }) => return Reply::Deferred { retry_after_ms },
+        Err(NoBackend::Refused(wait)) => {
+            return Reply::Refused {
+                retry_after_ms: millis(wait),
+            };
+        }
+        Err(NoBackend::Deferred(wait)) => {
+            return Reply::Deferred {
+                retry_after_ms: millis(wait),
+            };
+        }
         Err(NoBackend::Stopping) => return Reply::Stopping,
     };
     if backend.kind == SpawnKind::Reopen {
@@ -73,11 +98,18 @@ fn serve(supervisor: &Arc<Supervisor>, index: usize) -> Reply {
             bump(&service.counters.lost);
             // After the backoff on `Retry`, after the window on `Refuse`: either way the
             // decision's own hint, which a duplicate report gets as well.
-            let decision = supervisor.report_crash(index, backend.incarnation);
+            let report = supervisor.report_crash(index, backend.incarnation);
             Reply::Lost {
-                retry_after_ms: decision.retry_after_ms().max(1),
+                retry_after_ms: report.decision.retry_after_ms().max(1),
             }
         }
         Answer::Retired => Reply::Stopping,
     }
+}
+
+/// A wait in whole milliseconds, rounded up (as the crate's wire hints are), at least 1.
+fn millis(wait: Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }

@@ -66,8 +66,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use backend_recovery::{
-    BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryMetrics, BackendRecoveryPolicy,
-    BackendRecoveryRefusalReason, BackendRecoveryStatus, BackoffGrowth, MAX_RETRIES_PER_WINDOW,
+    BackendCrashReport, BackendLaunchDecision, BackendRecoveryDecision, BackendRecoveryMetrics,
+    BackendRecoveryPolicy, BackendRecoveryRefusalReason, BackendRecoveryStatus, BackoffGrowth,
+    MAX_RETRIES_PER_WINDOW,
 };
 
 /// The single-threaded state, as the broker kept it behind its global mutex, with everything
@@ -149,7 +150,7 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         key: K,
         incarnation: u64,
         now: Instant,
-    ) -> BackendRecoveryDecision {
+    ) -> BackendCrashReport {
         let counted = self
             .entries
             .get(&key)
@@ -158,9 +159,13 @@ impl<K: Hash + Ord> ReferenceModel<K> {
         if let Some(counted) = counted {
             let replayed = counted.replay(now);
             self.metrics.duplicates_coalesced += 1;
-            return replayed;
+            return BackendCrashReport {
+                decision: replayed,
+                counted: false,
+            };
         }
         let (decision, entry) = self.crash(key, now);
+        let counted = entry.is_some();
         if let Some(entry) = entry {
             entry.last_report = Some(CountedReport {
                 incarnation,
@@ -169,7 +174,7 @@ impl<K: Hash + Ord> ReferenceModel<K> {
             });
         }
         self.count(&decision);
-        decision
+        BackendCrashReport { decision, counted }
     }
 
     /// The spec's `record_success`: [`record_success_at`](Self::record_success_at) now (the
@@ -652,20 +657,21 @@ mod tests {
     fn reports_of_one_incarnation_count_once_and_stale_ones_replay() {
         let base = Instant::now();
         let mut reference = model();
-        assert!(reference.record_crash_of("a", 7, base).is_retry());
+        assert!(reference.record_crash_of("a", 7, base).decision.is_retry());
         assert_eq!(
-            reference.record_crash_of("a", 7, base + 30 * MS),
+            reference.record_crash_of("a", 7, base + 30 * MS).decision,
             BackendRecoveryDecision::Retry {
                 retry_after: 45 * MS,
                 attempt: 1,
             }
         );
-        let refused = reference.record_crash_of("a", 8, base + 400 * MS);
+        let refused = reference.record_crash_of("a", 8, base + 400 * MS).decision;
         assert_eq!(refused.retry_after(), 600 * MS);
         // A stale report of 7 now replays 8's refusal.
         assert_eq!(
             reference
                 .record_crash_of("a", 7, base + 500 * MS)
+                .decision
                 .retry_after(),
             500 * MS
         );
@@ -691,10 +697,10 @@ mod tests {
         assert_eq!(reference.len(), 1);
         assert_eq!(reference.status(&"a", base), BackendRecoveryStatus::Healthy);
         // The dead incarnation is still a duplicate; a crash of the next opens a new window.
-        assert!(reference.record_crash_of("a", 1, base).is_retry());
+        assert!(reference.record_crash_of("a", 1, base).decision.is_retry());
         assert_eq!(reference.metrics().duplicates_coalesced, 1);
         let later = base + 300 * MS;
-        assert!(reference.record_crash_of("a", 2, later).is_retry());
+        assert!(reference.record_crash_of("a", 2, later).decision.is_retry());
         assert_eq!(
             reference.status(&"a", later),
             BackendRecoveryStatus::BackingOff {

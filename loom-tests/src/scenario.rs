@@ -300,7 +300,7 @@ fn apply_to_reference(reference: &mut ReferenceModel<Key>, op: Op) -> Outcome {
         }
         Op::Status(key, now) => Outcome::Reported(reference.status(&key, now)),
         Op::CrashOf(key, incarnation, now) => {
-            Outcome::Decided(reference.record_crash_of(key, incarnation, now))
+            Outcome::Decided(reference.record_crash_of(key, incarnation, now).decision)
         }
         Op::Purge(now) => Outcome::Purged(reference.purge_expired(now)),
         Op::Claim(key, now) => Outcome::Claimed(reference.claim_launch(key, now)),
@@ -402,7 +402,7 @@ mod under_loom {
             }
             Op::Status(key, now) => Outcome::Reported(state.status(&key, now)),
             Op::CrashOf(key, incarnation, now) => {
-                Outcome::Decided(state.record_crash_of(key, incarnation, now))
+                Outcome::Decided(state.record_crash_of(key, incarnation, now).decision)
             }
             Op::Purge(now) => Outcome::Purged(state.purge_expired(now)),
             Op::Claim(key, now) => Outcome::Claimed(state.claim_launch(&key, now)),

@@ -50,11 +50,11 @@ enum Other {
     Purge,
 }
 
-/// Whether a check saw the crash: `Healthy` before it, `Recovering` with one crash after.
+/// Whether a check saw the crash: `Healthy` before it, backing off from its retry after.
 fn saw_crash(status: &BackendRecoveryStatus) -> bool {
     match status {
         BackendRecoveryStatus::Healthy => false,
-        BackendRecoveryStatus::Recovering {
+        BackendRecoveryStatus::BackingOff {
             crashes_in_window: 1,
             ..
         } => true,
@@ -87,7 +87,7 @@ fn model<S>(
             loom::thread::spawn(move || {
                 let decision = match insert {
                     Insert::Crash => state.record_crash(KEY, at),
-                    Insert::CrashOf => state.record_crash_of(KEY, 1, at),
+                    Insert::CrashOf => state.record_crash_of(KEY, 1, at).decision,
                 };
                 done.store(true, Ordering::Release);
                 decision

@@ -10,7 +10,7 @@
 //!
 //! What must hold in every interleaving:
 //! - decisions and final statuses are the spec's, written out here (each new key's first crash
-//!   is a retry, the old key is healthy, the new ones recovering): purging changes none;
+//!   is a retry, the old key is healthy, the new ones backing off): purging changes none;
 //! - each entry two windows old is purged exactly once, and no live entry is: `len()`, the
 //!   entries left and the purge counter agree;
 //! - the count stays exact: `len()` equals the entries a snapshot lists;
@@ -35,10 +35,11 @@ const C: Key = "linker";
 /// Crashed after the threads, once its predecessors are purgeable in turn.
 const LATER: Key = "renderer";
 
+/// One crash counted: backing off from its retry (the threads' checks come at its instant).
 fn recovering(status: &BackendRecoveryStatus) -> bool {
     matches!(
         status,
-        BackendRecoveryStatus::Recovering {
+        BackendRecoveryStatus::BackingOff {
             crashes_in_window: 1,
             ..
         }

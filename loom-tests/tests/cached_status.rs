@@ -40,7 +40,7 @@ fn stage(status: &BackendRecoveryStatus) -> u8 {
     match status {
         BackendRecoveryStatus::Unavailable { .. } => 0,
         BackendRecoveryStatus::Healthy => 1,
-        BackendRecoveryStatus::Recovering {
+        BackendRecoveryStatus::BackingOff {
             crashes_in_window: 1,
             ..
         } => 2,
@@ -254,7 +254,7 @@ where
         assert!(
             matches!(
                 snapshot[0].status,
-                BackendRecoveryStatus::Recovering {
+                BackendRecoveryStatus::BackingOff {
                     crashes_in_window: 1,
                     ..
                 }

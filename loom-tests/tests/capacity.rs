@@ -45,7 +45,7 @@ fn one_place_one_key(history: &History) {
     assert!(
         matches!(
             history.final_status(tracked),
-            BackendRecoveryStatus::Recovering {
+            BackendRecoveryStatus::BackingOff {
                 crashes_in_window: 1,
                 ..
             }

@@ -32,7 +32,7 @@ fn final_state_agrees_with_the_order(history: &History) {
         assert!(
             matches!(
                 status,
-                BackendRecoveryStatus::Recovering {
+                BackendRecoveryStatus::BackingOff {
                     crashes_in_window: 1,
                     ..
                 }

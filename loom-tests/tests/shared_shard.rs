@@ -25,7 +25,7 @@ fn no_update_is_lost(history: &History) {
             1 => assert!(
                 matches!(
                     status,
-                    BackendRecoveryStatus::Recovering {
+                    BackendRecoveryStatus::BackingOff {
                         crashes_in_window: 1,
                         ..
                     }
@@ -91,7 +91,7 @@ fn insert_update_and_remove_in_the_same_shard() {
                 assert!(
                     matches!(
                         history.final_status(1),
-                        BackendRecoveryStatus::Recovering {
+                        BackendRecoveryStatus::BackingOff {
                             crashes_in_window: 1,
                             ..
                         }

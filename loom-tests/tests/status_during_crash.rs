@@ -92,7 +92,7 @@ fn status_races_the_crash_that_reopens_the_window() {
                     matches!(
                         seen,
                         BackendRecoveryStatus::Healthy
-                            | BackendRecoveryStatus::Recovering {
+                            | BackendRecoveryStatus::BackingOff {
                                 crashes_in_window: 1,
                                 ..
                             }
@@ -140,7 +140,7 @@ fn status_races_two_crashes_with_two_retries() {
             assert!(
                 matches!(
                     history.final_status(0),
-                    BackendRecoveryStatus::Recovering {
+                    BackendRecoveryStatus::BackingOff {
                         crashes_in_window: 2,
                         ..
                     }

@@ -150,7 +150,7 @@ proptest! {
                     let _ = decision.retry_after_ms();
                 }
                 1 => {
-                    let _ = state.record_crash_of(key, incarnation, at).retry_after_ms();
+                    let _ = state.record_crash_of(key, incarnation, at).decision.retry_after_ms();
                 }
                 2 => state.record_success(&key),
                 3 => {

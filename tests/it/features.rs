@@ -24,15 +24,16 @@ fn secs(s: u64) -> Duration {
 fn reports_of_one_incarnation_count_once() {
     let now = Instant::now();
     let s = state();
-    assert_eq!(s.record_crash_of("a", 1, now), retry(BACKOFF, 1));
+    assert_eq!(s.record_crash_of("a", 1, now).decision, retry(BACKOFF, 1));
     // Duplicates replay the decision, with the retry-after measured from their own instant.
-    assert_eq!(s.record_crash_of("a", 1, now), retry(BACKOFF, 1));
+    assert_eq!(s.record_crash_of("a", 1, now).decision, retry(BACKOFF, 1));
     assert_eq!(
-        s.record_crash_of("a", 1, now + Duration::from_millis(30)),
+        s.record_crash_of("a", 1, now + Duration::from_millis(30))
+            .decision,
         retry(Duration::from_millis(70), 1)
     );
     assert_eq!(
-        s.record_crash_of("a", 1, now + secs(1)),
+        s.record_crash_of("a", 1, now + secs(1)).decision,
         retry(Duration::ZERO, 1)
     );
     // Not counted: the gate still shows one crash in the window.
@@ -44,10 +45,19 @@ fn reports_of_one_incarnation_count_once() {
         }
     );
     // The next incarnation's death is a second crash.
-    assert_eq!(s.record_crash_of("a", 2, now + secs(2)), refuse(secs(8)));
-    assert_eq!(s.record_crash_of("a", 2, now + secs(3)), refuse(secs(7)));
+    assert_eq!(
+        s.record_crash_of("a", 2, now + secs(2)).decision,
+        refuse(secs(8))
+    );
+    assert_eq!(
+        s.record_crash_of("a", 2, now + secs(3)).decision,
+        refuse(secs(7))
+    );
     // A stale report of an older incarnation counts no more than a duplicate.
-    assert_eq!(s.record_crash_of("a", 1, now + secs(4)), refuse(secs(6)));
+    assert_eq!(
+        s.record_crash_of("a", 1, now + secs(4)).decision,
+        refuse(secs(6))
+    );
     let m = s.metrics();
     assert_eq!(
         (m.retries_granted, m.refusals, m.duplicates_coalesced),
@@ -68,31 +78,41 @@ fn plain_record_crash_still_counts_every_call() {
 fn any_incarnation_counts_first_including_zero_and_max() {
     let now = Instant::now();
     let s = state();
-    assert!(s.record_crash_of("zero", 0, now).is_retry());
-    assert!(s.record_crash_of("max", u64::MAX, now).is_retry());
+    assert!(s.record_crash_of("zero", 0, now).decision.is_retry());
+    assert!(s.record_crash_of("max", u64::MAX, now).decision.is_retry());
     // Nothing is newer than u64::MAX: every later report of that key is a duplicate.
-    assert!(s.record_crash_of("max", u64::MAX, now + secs(1)).is_retry());
+    assert!(
+        s.record_crash_of("max", u64::MAX, now + secs(1))
+            .decision
+            .is_retry()
+    );
     assert_eq!(s.metrics().duplicates_coalesced, 1);
-    assert!(!s.record_crash_of("zero", 1, now).is_retry());
+    assert!(!s.record_crash_of("zero", 1, now).decision.is_retry());
 }
 
 #[test]
 fn success_keeps_the_incarnation_so_late_reports_stay_duplicates() {
     let now = Instant::now();
     let s = state();
-    assert!(s.record_crash_of("a", 5, now).is_retry());
+    assert!(s.record_crash_of("a", 5, now).decision.is_retry());
     s.record_success(&"a");
     // Healthy again, but the dead incarnation's late report is not a new crash.
     assert_eq!(s.status("a", now + secs(1)), BackendRecoveryStatus::Healthy);
     assert_eq!(
-        s.record_crash_of("a", 5, now + secs(1)),
+        s.record_crash_of("a", 5, now + secs(1)).decision,
         retry(Duration::ZERO, 1)
     );
     assert_eq!(s.status("a", now + secs(1)), BackendRecoveryStatus::Healthy);
     assert_eq!(s.metrics().duplicates_coalesced, 1);
     // The respawned incarnation's crash opens a fresh window.
-    assert_eq!(s.record_crash_of("a", 6, now + secs(2)), retry(BACKOFF, 1));
-    assert_eq!(s.record_crash_of("a", 7, now + secs(3)), refuse(secs(9)));
+    assert_eq!(
+        s.record_crash_of("a", 6, now + secs(2)).decision,
+        retry(BACKOFF, 1)
+    );
+    assert_eq!(
+        s.record_crash_of("a", 7, now + secs(3)).decision,
+        refuse(secs(9))
+    );
     // The tombstone is an entry until its window is purged.
     s.record_success(&"a");
     assert_eq!(s.len(), 1);
@@ -125,17 +145,20 @@ fn purge_expired_removes_exactly_the_closed_windows() {
 fn purging_forgets_incarnations_with_their_window() {
     let now = Instant::now();
     let s = state();
-    assert!(s.record_crash_of("a", 3, now).is_retry());
-    assert!(!s.record_crash_of("a", 4, now).is_retry());
+    assert!(s.record_crash_of("a", 3, now).decision.is_retry());
+    assert!(!s.record_crash_of("a", 4, now).decision.is_retry());
     // A whole window later the entry has expired; until it is purged, a late report of
     // incarnation 4 is still a duplicate (its refusal replayed, with nothing left to wait).
     assert_eq!(
-        s.record_crash_of("a", 4, now + WINDOW),
+        s.record_crash_of("a", 4, now + WINDOW).decision,
         refuse(Duration::ZERO)
     );
     assert_eq!(s.purge_expired(now + WINDOW), 1);
     // Purged: the same late report now counts as a first crash.
-    assert_eq!(s.record_crash_of("a", 4, now + WINDOW), retry(BACKOFF, 1));
+    assert_eq!(
+        s.record_crash_of("a", 4, now + WINDOW).decision,
+        retry(BACKOFF, 1)
+    );
 }
 
 /// A million distinct keys crash once each, at a steady rate over 20 windows. The documented
@@ -217,7 +240,7 @@ fn capacity_zero_refuses_every_crash_and_one_holds_one_key() {
     let now = Instant::now();
     let none = state().with_max_entries(0);
     assert_eq!(none.record_crash("a", now), full(WINDOW));
-    assert_eq!(none.record_crash_of("a", 1, now), full(WINDOW));
+    assert_eq!(none.record_crash_of("a", 1, now).decision, full(WINDOW));
     assert!(none.is_empty());
     let one = state().with_max_entries(1);
     assert!(one.record_crash("a", now).is_retry());
@@ -344,7 +367,7 @@ fn a_lagging_crash_that_revives_a_tombstone_is_still_purged_on_time() {
     let s = state();
     let now = Instant::now();
     let later = now + secs(5);
-    assert!(s.record_crash_of("a", 1, later).is_retry());
+    assert!(s.record_crash_of("a", 1, later).decision.is_retry());
     s.record_success("a");
     assert_eq!(s.len(), 1, "a tombstone remembers incarnation 1");
     // Another worker's clock runs 5 s behind: its crash opens a window at `now`.

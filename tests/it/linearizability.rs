@@ -90,7 +90,7 @@ impl Call {
                 key,
                 incarnation,
                 at,
-            } => Response::Decision(state.record_crash_of(key, incarnation, at)),
+            } => Response::Decision(state.record_crash_of(key, incarnation, at).decision),
             Call::Success { key } => {
                 state.record_success(&key);
                 Response::Done
@@ -110,7 +110,7 @@ impl Call {
                 key,
                 incarnation,
                 at,
-            } => Response::Decision(model.record_crash_of(key, incarnation, at)),
+            } => Response::Decision(model.record_crash_of(key, incarnation, at).decision),
             Call::Success { key } => {
                 model.record_success(&key);
                 Response::Done

@@ -386,12 +386,12 @@ fn plain_history(
     assert_eq!(state.record_crash(key(), now), first_crash(), "key {id}");
     assert_eq!(state.record_crash(key(), now), refused(WINDOW), "key {id}");
     assert_eq!(
-        state.record_crash_of(key(), 7, now),
+        state.record_crash_of(key(), 7, now).decision,
         refused(WINDOW),
         "key {id}"
     );
     assert_eq!(
-        state.record_crash_of(key(), 7, now),
+        state.record_crash_of(key(), 7, now).decision,
         refused(WINDOW),
         "key {id}: a duplicate report replays the decision"
     );
@@ -441,7 +441,10 @@ fn fragile_history(
                 Some(first_crash())
             );
             assert_eq!(caught(|| state.record_crash(key(), now)), None);
-            assert_eq!(caught(|| state.record_crash_of(key(), 1, now)), None);
+            assert_eq!(
+                caught(|| state.record_crash_of(key(), 1, now).decision),
+                None
+            );
             assert_eq!(caught(|| state.status(&key(), now)), None);
             assert!(after_one_crash(&state.status(&twin(), now)), "key {id}");
         }

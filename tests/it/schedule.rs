@@ -81,14 +81,14 @@ fn duplicates_replay_the_attempt_they_duplicate() {
         .unwrap();
     let now = Instant::now();
     let s = BackendRecoveryState::<&str>::with_policy(policy);
-    assert_eq!(s.record_crash_of("a", 1, now), retry(100 * MS, 1));
-    assert_eq!(s.record_crash_of("a", 2, now), retry(300 * MS, 2));
+    assert_eq!(s.record_crash_of("a", 1, now).decision, retry(100 * MS, 1));
+    assert_eq!(s.record_crash_of("a", 2, now).decision, retry(300 * MS, 2));
     assert_eq!(
-        s.record_crash_of("a", 2, now + 100 * MS),
+        s.record_crash_of("a", 2, now + 100 * MS).decision,
         retry(200 * MS, 2)
     );
-    assert_eq!(s.record_crash_of("a", 3, now), retry(900 * MS, 3));
-    assert!(!s.record_crash_of("a", 4, now).is_retry());
+    assert_eq!(s.record_crash_of("a", 3, now).decision, retry(900 * MS, 3));
+    assert!(!s.record_crash_of("a", 4, now).decision.is_retry());
 }
 
 fn jittered(jitter: f64) -> BackendRecoveryPolicy {

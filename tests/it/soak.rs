@@ -76,10 +76,10 @@ fn soak_stays_bounded_and_counts_every_report_once() {
                         let hot = rng.u64(..HOT_KEYS);
                         let decision = match rng.u64(..100) {
                             // Every thread reports the hot key's death in this phase: duplicates.
-                            0..=39 => Some(state.record_crash_of(hot, phase, now)),
+                            0..=39 => Some(state.record_crash_of(hot, phase, now).decision),
                             40..=59 => {
                                 let key = next_new_key.fetch_add(1, Ordering::Relaxed);
-                                Some(state.record_crash_of(key, 0, now))
+                                Some(state.record_crash_of(key, 0, now).decision)
                             }
                             60..=74 => {
                                 let key = next_new_key.fetch_add(1, Ordering::Relaxed);
