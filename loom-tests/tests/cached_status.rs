@@ -64,7 +64,7 @@ fn model<S>(
         state.record_crash(KEY, base);
         // After a success the crash comes 100 ms into the old window; after a purge, when the
         // old window has closed. Either way the old entry reads `Unavailable` (or, purged at
-        // its end, `Healthy`) and the new one `Recovering` with one crash.
+        // its end, `Healthy`) and the new one `BackingOff` with one crash.
         let at = match forget {
             Forget::Success => base + Duration::from_millis(100),
             Forget::Purge => base + WINDOW,

@@ -28,7 +28,7 @@ fn full(retry_after: Duration) -> BackendRecoveryDecision {
 }
 
 /// Property of model 10, two new keys and one place: exactly one of them is tracked (a retry,
-/// `Recovering`); the other is refused for capacity until the tracked one can be purged, two
+/// `BackingOff`); the other is refused for capacity until the tracked one can be purged, two
 /// windows from now, and stays `Healthy` (untracked); `len() == 1`.
 fn one_place_one_key(history: &History) {
     let (tracked, refused) = if history.decision(0, 0).is_retry() {

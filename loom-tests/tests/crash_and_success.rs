@@ -17,7 +17,7 @@ const KEY: Key = "indexer";
 
 /// Property of model 2: the final `status` and `len` agree with the crash's decision in the
 /// order it implies. Success last: no entry, `Healthy`. Crash last: one entry that has just
-/// crashed once in a fresh window (`Recovering`, answered by a `Retry`).
+/// crashed once in a fresh window (`BackingOff`, answered by a `Retry`).
 fn final_state_agrees_with_the_order(history: &History) {
     let decision = history.decision(0, 0);
     let status = history.final_status(0);

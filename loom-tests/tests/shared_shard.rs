@@ -15,7 +15,7 @@ const OLD: Key = "indexer";
 const NEW: Key = "compiler";
 
 /// Property of model 4: both keys have entries, and each key's final status counts every
-/// crash recorded for it: one crash `Recovering`, two or more `Unavailable`.
+/// crash recorded for it: one crash `BackingOff`, two or more `Unavailable`.
 fn no_update_is_lost(history: &History) {
     assert_eq!(history.len, 2, "{history:#?}");
     for (index, key) in [OLD, NEW].into_iter().enumerate() {
