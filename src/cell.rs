@@ -317,16 +317,32 @@ impl<'a> CellRef<'a> {
     /// (see [`update_word`]).
     #[inline]
     pub(crate) fn update<R>(self, transition: impl FnMut(Word) -> (Word, R)) -> R {
-        let answer = update_word(self.atomic(), transition, |_| true);
+        let answer = self.update_if(transition, |_| true);
         answer.expect("`usable` accepts every word")
     }
 
-    /// The bug the loom teeth model must catch: [`update`](Self::update) with a plain store
-    /// instead of the compare-and-swap, so two threads that loaded the same word both act on
-    /// it. Loom builds only; nothing but a state built `with_broken_cell_updates` calls it.
+    /// As [`update`](Self::update), unless `usable` refuses the word (`None`). The check is
+    /// part of the compare-and-swap loop: it holds for the very word the transition replaces.
+    #[inline]
+    pub(crate) fn update_if<R>(
+        self,
+        transition: impl FnMut(Word) -> (Word, R),
+        usable: impl Fn(Word) -> bool,
+    ) -> Option<R> {
+        update_word(self.atomic(), transition, usable)
+    }
+
+    /// The bug the loom teeth model must catch: [`update_if`](Self::update_if) with a plain
+    /// store instead of the compare-and-swap, so two threads that loaded the same word both act
+    /// on it. Loom builds only; nothing but a state built `with_broken_cell_updates` calls it.
     #[cfg(loom)]
-    pub(crate) fn update_without_cas<R>(self, transition: impl FnOnce(Word) -> (Word, R)) -> R {
-        store_without_cas(self.atomic(), self.load(), transition)
+    pub(crate) fn update_without_cas<R>(
+        self,
+        transition: impl FnOnce(Word) -> (Word, R),
+        usable: impl Fn(Word) -> bool,
+    ) -> Option<R> {
+        let current = self.load();
+        usable(current).then(|| store_without_cas(self.atomic(), current, transition))
     }
 }
 

@@ -105,12 +105,6 @@ pub struct BackendRecoveryState<K: Send = BackendKey, S = RandomState> {
     reads: ReadCache<K>,
     occupancy: Occupancy,
     metrics: Metrics,
-    /// Loom builds only: crashes update cells by load-then-store, for the teeth model.
-    #[cfg(loom)]
-    broken_cell_updates: bool,
-    /// Loom builds only: removals do not retire cells, for the read cache's teeth model.
-    #[cfg(loom)]
-    broken_retirement: bool,
 }
 
 /// One tracked key and its status, from [`BackendRecoveryState::snapshot`].
@@ -152,10 +146,6 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             reads: ReadCache::new(),
             occupancy: Occupancy::new(usize::MAX),
             metrics: Metrics::enabled(),
-            #[cfg(loom)]
-            broken_cell_updates: false,
-            #[cfg(loom)]
-            broken_retirement: false,
         }
     }
 
@@ -196,7 +186,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn with_broken_cell_updates(mut self) -> Self {
-        self.broken_cell_updates = true;
+        self.cells.teeth.cell_updates = true;
         self
     }
 
@@ -206,7 +196,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn with_broken_retirement(mut self) -> Self {
-        self.broken_retirement = true;
+        self.cells.teeth.retirement = true;
         self
     }
 
@@ -216,7 +206,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn with_broken_presence_summary(mut self) -> Self {
-        self.cells.break_presence_summary();
+        self.cells.teeth.presence = true;
         self
     }
 
@@ -264,13 +254,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         // Known key: update its cell in place under the shard's read guard. Except a tombstone,
         // which goes to the write guard as in the cache (see `updatable_without_write_guard`).
         let known = self.cells.read_update(hash, &key, |cell| {
-            let live = cell.load().crashable_without_write_guard();
+            let decision = self.update_cell_if(cell, crash, Word::crashable_without_write_guard)?;
             // The shared word's handle only for a key about to be cached: cloning it is a
             // read-modify-write of its reference count.
-            live.then(|| {
-                let shared = if admit { cell.shared() } else { None };
-                (self.update_cell(cell, crash), shared)
-            })
+            let shared = if admit { cell.shared() } else { None };
+            Some((decision, shared))
         });
         let decision = match known.flatten() {
             Some((decision, shared)) => {
@@ -641,14 +629,26 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         }
     }
 
-    /// Applies a crash's transition to `cell` by compare-and-swap (or, in a loom build told to
-    /// break it, by the load-then-store the teeth model must catch).
+    /// Applies a transition to `cell` by compare-and-swap (or, in a loom build told to break
+    /// it, by the load-then-store the teeth models must catch).
     fn update_cell<R>(&self, cell: CellRef<'_>, transition: impl FnMut(Word) -> (Word, R)) -> R {
+        let answer = self.update_cell_if(cell, transition, |_| true);
+        answer.expect("`usable` accepts every word")
+    }
+
+    /// As [`update_cell`](Self::update_cell), unless `usable` refuses the word: checked inside
+    /// the compare-and-swap loop, on the word the transition replaces.
+    fn update_cell_if<R>(
+        &self,
+        cell: CellRef<'_>,
+        transition: impl FnMut(Word) -> (Word, R),
+        usable: impl Fn(Word) -> bool,
+    ) -> Option<R> {
         #[cfg(loom)]
-        if self.broken_cell_updates {
-            return cell.update_without_cas(transition);
+        if self.cells.teeth.cell_updates {
+            return cell.update_without_cas(transition, usable);
         }
-        cell.update(transition)
+        cell.update_if(transition, usable)
     }
 
     /// Runs `upsert`, one of the table's write-guarded upserts of `key`, whose new cells come
@@ -738,7 +738,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Marks a cell being removed, under the write guard that removes it (see `cache.rs`).
     fn retire(&self, cell: &mut CellMut<'_>) {
         #[cfg(loom)]
-        if self.broken_retirement {
+        if self.cells.teeth.retirement {
             return;
         }
         cell.retire();
@@ -747,7 +747,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Retires `cell` if `expired` holds for its word, atomically (see [`CellMut::retire_if`]).
     fn retire_if(&self, cell: &mut CellMut<'_>, expired: impl Fn(Word) -> bool) -> bool {
         #[cfg(loom)]
-        if self.broken_retirement {
+        if self.cells.teeth.retirement {
             return expired(cell.as_ref().load());
         }
         cell.retire_if(expired)
@@ -776,7 +776,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         usable: impl Fn(Word) -> bool,
     ) -> Option<R> {
         #[cfg(loom)]
-        if self.broken_cell_updates {
+        if self.cells.teeth.cell_updates {
             return shared.update_live_without_cas(transition, usable);
         }
         shared.update_live(transition, usable)

@@ -96,3 +96,17 @@ impl<T> RwLock<T> {
         self.0.try_write().ok()
     }
 }
+
+/// Loom builds only: the deliberate bugs the teeth models switch on, to show that their model
+/// catches each. All of them sit behind this one value, which the table holds
+/// (`Table::teeth`); a shipped build has neither the value nor the broken paths.
+#[cfg(loom)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Teeth {
+    /// Crashes and claims update a cell by load-then-store, no compare-and-swap.
+    pub(crate) cell_updates: bool,
+    /// Removals do not mark the cells they remove, so cached copies stay readable.
+    pub(crate) retirement: bool,
+    /// Inserts do not mark their key in the shard's presence summary.
+    pub(crate) presence: bool,
+}

@@ -292,9 +292,9 @@ pub(crate) struct Table<K, P: Purgeable, R, S> {
     shards: Box<[CachePadded<Shard<K, P, R>>]>,
     hasher: S,
     rules: P::Rules,
-    /// Loom builds only: inserts do not mark their key present, for the teeth model.
+    /// Loom builds only: the deliberate bugs of the teeth models (`sync.rs`).
     #[cfg(loom)]
-    broken_presence: bool,
+    pub(crate) teeth: crate::sync::Teeth,
 }
 
 impl<K, P, R, S> Table<K, P, R, S>
@@ -322,21 +322,14 @@ where
             hasher,
             rules,
             #[cfg(loom)]
-            broken_presence: false,
+            teeth: crate::sync::Teeth::default(),
         }
-    }
-
-    /// Makes inserts skip marking their key present, so that lookups can miss it: the bug the
-    /// presence summary's loom teeth model must catch. Loom builds only.
-    #[cfg(loom)]
-    pub(crate) fn break_presence_summary(&mut self) {
-        self.broken_presence = true;
     }
 
     /// Marks `hash` present in `shard` before an insert (see [`Shard::mark_present`]).
     fn mark_present(&self, shard: &Shard<K, P, R>, hash: u64) {
         #[cfg(loom)]
-        if self.broken_presence {
+        if self.teeth.presence {
             return;
         }
         shard.mark_present(hash);
