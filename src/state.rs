@@ -26,21 +26,26 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::cache::ReadCache;
 use crate::cell::{Cell, CellMut, CellRef, RichCell, Shared};
 use crate::decision::{
-    BackendCrashReport, BackendLaunchDecision, BackendRecoveryDecision,
-    BackendRecoveryRefusalReason, BackendRecoveryStatus,
+    BackendCrashReport, BackendRecoveryDecision, BackendRecoveryRefusalReason,
+    BackendRecoveryStatus,
 };
 use crate::epoch::Epoch;
 use crate::key::BackendKey;
 use crate::metrics::{BackendRecoveryMetrics, Counter, Metrics};
-use crate::occupancy::{Occupancy, PurgeDue};
+use crate::occupancy::Occupancy;
 use crate::policy::BackendRecoveryPolicy;
 use crate::table::Table;
+
+mod launch;
+mod room;
+
 use crate::word::{self, Rules, Word};
+use room::capacity_refusal;
 
 /// Per-backend crash recovery state, safe to share between threads.
 ///
@@ -338,142 +343,6 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         BackendCrashReport { decision, counted }
     }
 
-    /// Forgets the crashes of `key` after the backend was verified healthy: its next crash is a
-    /// first crash. (A key reported by incarnation stays as a tombstone until its window would
-    /// have closed; see [`record_crash_of`](Self::record_crash_of).)
-    ///
-    /// With a probation ([`min_uptime`](BackendRecoveryPolicy::min_uptime)), this is
-    /// [`record_success_at`](Self::record_success_at) at `Instant::now()`; without one (the
-    /// default), the spec's success, which needs no instant.
-    pub fn record_success<Q>(&self, key: &Q)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let now = if self.policy.min_uptime.is_zero() {
-            // Unused: without a probation every success forgets.
-            0
-        } else {
-            self.epoch.ticks(Instant::now())
-        };
-        self.succeed(key, now);
-    }
-
-    /// Reports that `key`'s backend was seen healthy at `now`, and returns whether its crashes
-    /// were forgotten.
-    ///
-    /// Without a probation (the default), every success forgets, as
-    /// [`record_success`](Self::record_success). With
-    /// [`min_uptime`](BackendRecoveryPolicy::min_uptime), a success less than `min_uptime` after
-    /// the launch it follows (the last claim won by [`claim_launch`](Self::claim_launch), or the
-    /// end of the backoff or refusal before which no launch could start) keeps the crashes: a
-    /// backend that dies soon after every launch then spends its budget and is refused, instead
-    /// of being forgotten at each launch. It still settles a pending claim: the launch is done.
-    /// Why an instant: the probation is measured from the launch, which only the instant of the
-    /// success can be compared with, and the broker's clock, like every other call's, is the
-    /// caller's. Report again once the backend has been up long enough (for example on a later
-    /// Hello it serves) to forget its crashes.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
-    ///
-    /// let policy = BackendRecoveryPolicy::builder()
-    ///     .min_uptime(Duration::from_secs(60))
-    ///     .build()
-    ///     .unwrap();
-    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
-    /// let t0 = Instant::now();
-    /// assert!(state.record_crash("indexer", t0).is_retry());
-    /// let relaunch = t0 + Duration::from_secs(1);
-    /// assert!(state.claim_launch(&"indexer", relaunch).is_launch());
-    /// // It answered at once, but has not been up for a minute: the crash is kept.
-    /// assert!(!state.record_success_at("indexer", relaunch + Duration::from_millis(10)));
-    /// assert!(!state.record_crash("indexer", relaunch + Duration::from_secs(2)).is_retry());
-    /// ```
-    pub fn record_success_at<Q>(&self, key: &Q, now: Instant) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.succeed(key, self.epoch.ticks(now))
-    }
-
-    /// Claims the right to launch `key`'s backend at `now`: the one caller told
-    /// [`Launch`](BackendLaunchDecision::Launch) launches it; every other is told to wait or is
-    /// refused, with a retry-after.
-    ///
-    /// For a router that launches backends on demand: call it when a Hello finds the backend
-    /// missing or dead (after reporting the death with [`record_crash`](Self::record_crash)).
-    /// - A backend never launched, or whose refusal has passed, is claimed by exactly one caller;
-    ///   so is each retry a crash was granted, once its backoff has passed.
-    /// - While the backoff runs, or another caller's claim is pending, the answer is
-    ///   [`Wait`](BackendLaunchDecision::Wait) with the time until that can change; while the
-    ///   budget is spent, [`Refuse`](BackendLaunchDecision::Refuse), as a crash would be.
-    /// - The winner reports how the launch went: [`record_crash`](Self::record_crash) if it
-    ///   failed (the next claim follows that crash's decision), or
-    ///   [`record_success_at`](Self::record_success_at) once the backend answers. A claim never
-    ///   reported lapses after the policy's
-    ///   [`launch_timeout`](BackendRecoveryPolicy::launch_timeout), and the next caller wins.
-    ///
-    /// Lock-free for a key the state tracks (one compare-and-swap of its word under the shard's
-    /// read guard, or none through this thread's cache); a key without an entry is inserted
-    /// under the write guard, and refused with
-    /// [`CapacityExhausted`](BackendRecoveryRefusalReason::CapacityExhausted) if a capped state
-    /// is full. Claims leave [`status`](Self::status) as it was, so a running backend is never
-    /// gated by a launch in progress.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use backend_recovery::{BackendLaunchDecision, BackendRecoveryState};
-    ///
-    /// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff
-    /// let t0 = Instant::now();
-    /// assert_eq!(state.claim_launch(&"indexer", t0), BackendLaunchDecision::Launch);
-    /// assert!(!state.claim_launch(&"indexer", t0).is_launch(), "one launcher");
-    /// // The launch fails: a retry is granted, from the end of its backoff.
-    /// assert!(state.record_crash("indexer", t0).is_retry());
-    /// let early = state.claim_launch(&"indexer", t0 + Duration::from_millis(100));
-    /// assert_eq!(early, BackendLaunchDecision::Wait { retry_after: Duration::from_millis(150) });
-    /// let due = t0 + Duration::from_millis(250);
-    /// assert!(state.claim_launch(&"indexer", due).is_launch());
-    /// assert!(!state.claim_launch(&"indexer", due).is_launch());
-    /// ```
-    pub fn claim_launch(&self, key: &K, now: Instant) -> BackendLaunchDecision
-    where
-        K: Clone,
-    {
-        let now = self.epoch.ticks(now);
-        let claim = |word| word::claim(word, now, &self.policy);
-        let hash = self.cells.hash_one(key);
-        let cached = self.reads.lookup(hash, key, |shared| {
-            self.update_shared(shared, claim, Word::claimable_without_write_guard)
-        });
-        if let Ok(decision) = cached {
-            return decision;
-        }
-        // A cell in the table is never retired under a read guard (removals retire and remove
-        // under one write guard), so any word found here may be claimed.
-        if let Some(decision) = self
-            .cells
-            .read_update(hash, key, |cell| self.update_cell(cell, claim))
-        {
-            return decision;
-        }
-        self.upsert(key.clone(), now, |key| {
-            let update = |cell: CellMut<'_>| self.update_cell(cell.as_ref(), claim);
-            self.cells.upsert(hash, key, || self.vacant(), update)
-        })
-        .unwrap_or_else(|retry_after| BackendLaunchDecision::Refuse {
-            reason: BackendRecoveryRefusalReason::CapacityExhausted,
-            retry_after,
-        })
-    }
-
     /// What a gate check at `now` sees for `key`: serve it, or refuse it with a retry-after.
     ///
     /// The answer agrees with what a crash at `now` would be told, except in a state that is full
@@ -514,20 +383,6 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             self.cache(hash, key, shared);
         }
         word::status(word, now, &self.policy)
-    }
-
-    /// Removes every entry whose budget window has closed at `now`, and returns how many.
-    ///
-    /// An expired entry decides exactly like a missing one, so this changes no answer of
-    /// `record_crash` or `status` for any later call whose instant is not before `now`. (Calls
-    /// with earlier instants, which the spec allows, could have found such an entry still open;
-    /// automatic purging keeps a window's margin for them.) The one thing purging forgets is a
-    /// key's last incarnation (see [`record_crash_of`](Self::record_crash_of)): a report of it
-    /// arriving after the purge counts as a new crash, even one counted just before its window
-    /// closed. Takes each shard's write guard in turn.
-    pub fn purge_expired(&self, now: Instant) -> usize {
-        self.purge(self.epoch.ticks(now), self.policy.budget_window, Scan::Skip)
-            .0
     }
 
     /// Number of keys with an entry, counting entries whose window has closed but that were not
@@ -590,36 +445,6 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         self.metrics.read()
     }
 
-    /// A success of `key` at `now` (in ticks), under the shard's write guard: forgets its
-    /// crashes (removing the entry, or leaving a tombstone) unless its probation says to keep
-    /// them (`word::succeed`). Returns whether they were forgotten.
-    fn succeed<Q>(&self, key: &Q, now: u64) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let mut forgotten = true;
-        self.cells
-            .remove_if(self.cells.hash_one(key), key, |mut cell| {
-                // A compare-and-swap even under the write guard: a crash through a read cache
-                // may race it.
-                let forget = cell
-                    .as_ref()
-                    .update(|word| word::succeed(word, now, &self.policy));
-                forgotten = forget;
-                let remove = forget && cell.forget_crashes();
-                if remove {
-                    // Released under the write guard, so a crash that then finds the state full
-                    // cannot have missed this removal.
-                    self.occupancy.release(1);
-                    self.retire(&mut cell);
-                }
-                remove
-            });
-        self.metrics.add(Counter::Successes, 1);
-        forgotten
-    }
-
     /// The key's jitter seed, hashed only when the policy has jitter.
     fn jitter_seed(&self, key: &K) -> u64 {
         if self.policy.jitter_per_mille == 0 {
@@ -649,108 +474,6 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             return cell.update_without_cas(transition, usable);
         }
         cell.update_if(transition, usable)
-    }
-
-    /// Runs `upsert`, one of the table's write-guarded upserts of `key`, whose new cells come
-    /// from [`vacant`](Self::vacant). A new key first reserves a place; if the state is full,
-    /// it purges and tries once more, and on failure returns the time until an entry can next
-    /// be purged. After an insert, runs the automatic purge if it is due.
-    fn upsert<R>(
-        &self,
-        key: K,
-        now: u64,
-        mut upsert: impl FnMut(K) -> Result<(R, bool), K>,
-    ) -> Result<R, Duration> {
-        let (answer, inserted) = match upsert(key) {
-            Ok(done) => done,
-            Err(key) => {
-                // Full. A purge that cannot free a place yet is skipped: scanning the whole
-                // table on every refused crash would make a flood of new keys expensive.
-                let horizon = u64::try_from(self.automatic_purge_age().as_nanos());
-                let horizon = horizon.unwrap_or(u64::MAX);
-                if let Some(ticks) = self.occupancy.ticks_until_purge_can_free(now, horizon) {
-                    return Err(Duration::from_nanos(ticks));
-                }
-                // No guard is held here, so purging cannot deadlock with this insert.
-                // Every shard, under its lock: the hint must count inserts still in progress,
-                // which a skipped shard's bound may not show yet.
-                let (_, soonest) = self.purge(now, self.automatic_purge_age(), Scan::All);
-                let wait = soonest.unwrap_or(self.policy.budget_window);
-                let wait_ticks = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                self.occupancy
-                    .no_purge_before(now.saturating_add(wait_ticks));
-                upsert(key).map_err(|_| wait)?
-            }
-        };
-        if inserted {
-            match self.occupancy.purge_due() {
-                PurgeDue::No => {}
-                PurgeDue::Lead(lead) => {
-                    self.purge(now, self.automatic_purge_age(), Scan::Skip);
-                    lead.finish();
-                }
-                PurgeDue::Help => {
-                    self.purge(now, self.automatic_purge_age(), Scan::Skip);
-                }
-            }
-        }
-        Ok(answer)
-    }
-
-    /// A new cell for an insert, if the state has room for one; reserves its place.
-    fn vacant(&self) -> Option<Cell> {
-        self.occupancy.try_reserve().then(Cell::vacant)
-    }
-
-    /// Automatic purges keep entries whose window started within two budget windows of `now`:
-    /// expired entries decide like missing ones, and the extra window keeps that true for other
-    /// threads whose instants run up to a window behind the purging thread's.
-    fn automatic_purge_age(&self) -> Duration {
-        self.policy.budget_window.saturating_mul(2)
-    }
-
-    /// Removes entries whose window started at least `age` before `now`. Returns how many, and
-    /// the time until the first survivor would be removed by the same rule.
-    fn purge(&self, now: u64, age: Duration, scan: Scan) -> (usize, Option<Duration>) {
-        // Expired means `now - start >= age`, that is `start <= now - age`: shards whose
-        // entries all started later are skipped without a lock (see `Table::retain`). No
-        // cutoff, nothing can have expired: the age is longer than `now` is from the epoch.
-        let age_ticks = u64::try_from(age.as_nanos()).unwrap_or(u64::MAX);
-        let cutoff = match scan {
-            Scan::Skip => now.checked_sub(age_ticks),
-            Scan::All => Some(u64::MAX),
-        };
-        let (removed, earliest) = self.cells.retain(cutoff, |_, mut cell| {
-            let expired = self.retire_if(&mut cell, |word| {
-                word::expired(word, now, age, &self.policy)
-            });
-            if expired {
-                // Released under the shard's write guard, as in `record_success`.
-                self.occupancy.release(1);
-            }
-            !expired
-        });
-        self.metrics.add(Counter::EntriesPurged, removed as u64);
-        let soonest = (earliest != u64::MAX).then(|| word::time_until_expired(earliest, now, age));
-        (removed, soonest)
-    }
-
-    /// Marks a cell being removed, under the write guard that removes it (see `cache.rs`).
-    fn retire(&self, cell: &mut CellMut<'_>) {
-        #[cfg(loom)]
-        if self.cells.teeth.retirement {
-            return;
-        }
-        cell.retire();
-    }
-
-    /// Retires `cell` if `expired` holds for its word, atomically (see [`CellMut::retire_if`]).
-    fn retire_if(&self, cell: &mut CellMut<'_>, expired: impl Fn(Word) -> bool) -> bool {
-        #[cfg(loom)]
-        if self.cells.teeth.retirement {
-            return expired(cell.as_ref().load());
-        }
-        cell.retire_if(expired)
     }
 
     /// Caches `key`'s cell for this thread, giving it a shared word first (under the write
@@ -792,23 +515,6 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
             BackendRecoveryDecision::Refuse { .. } => Counter::Refusals,
         };
         self.metrics.add(counter, 1);
-    }
-}
-
-/// Which shards a purge visits.
-#[derive(Clone, Copy, Debug)]
-enum Scan {
-    /// Only those whose bound says they may hold a purgeable entry.
-    Skip,
-    /// All of them, each under its write guard.
-    All,
-}
-
-/// The refusal for a crash of an untracked key when the state is full.
-fn capacity_refusal(retry_after: Duration) -> BackendRecoveryDecision {
-    BackendRecoveryDecision::Refuse {
-        reason: BackendRecoveryRefusalReason::CapacityExhausted,
-        retry_after,
     }
 }
 
