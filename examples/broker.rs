@@ -46,6 +46,7 @@ mod supervisor;
 #[path = "broker/workers.rs"]
 mod workers;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -61,18 +62,12 @@ use crate::supervisor::Supervisor;
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<OsString> = std::env::args_os().collect();
     match options::parse(&args) {
-        Ok(Command::Help) => {
-            print!("{}", options::HELP);
-            ExitCode::SUCCESS
-        }
         Ok(Command::Backend(options)) => backend_process::run(options),
         Ok(Command::Broker(options)) => run_broker(&options),
-        Err(message) => {
-            eprintln!("broker: {message}\nRun with --help to see every flag.");
-            ExitCode::from(2)
-        }
+        // `--help` (status 0) or a mistake in the flags (status 2).
+        Err(error) => error.exit(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! and the plain [`Tally`] read from them for the progress line and the summary.
 //!
 //! One macro declares both, so that a counter cannot be added to one and forgotten in the
-//! other, or in the JSON summary, which lists every field by name.
+//! other. The JSON summary serializes a [`Tally`] whole, so it lists every counter by name too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,7 +16,7 @@ macro_rules! counters {
         }
 
         /// The counters' values at one moment.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
         pub(crate) struct Tally {
             $($(#[doc = $doc])* pub(crate) $name: u64,)*
         }
@@ -25,13 +25,6 @@ macro_rules! counters {
             /// Reads every counter (each exact; not one atomic cut across them).
             pub(crate) fn read(&self) -> Tally {
                 Tally { $($name: self.$name.load(Ordering::Relaxed),)* }
-            }
-        }
-
-        impl Tally {
-            /// Every counter with its name, in declaration order.
-            pub(crate) fn named(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name),)*]
             }
         }
     };

@@ -5,7 +5,7 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use backend_recovery::BackendRecoveryMetrics;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::counters::Tally;
 use crate::options::BrokerOptions;
@@ -240,64 +240,116 @@ impl Summary<'_> {
     }
 
     /// One JSON object, for scripts and the integration test.
-    pub(crate) fn json(&self) -> Value {
-        let s = &self.options.settings;
-        let services: Vec<Value> = self
-            .services
-            .iter()
-            .map(|service| {
-                let mut fields = Map::new();
-                fields.insert("name".into(), json!(service.name));
-                fields.insert("crash_rate".into(), json!(service.crash_rate));
-                for (name, value) in service.tally.named() {
-                    fields.insert(name.into(), json!(value));
-                }
-                // Every service starts with one backend; respawns and reopens come after.
-                fields.insert("initial_spawns".into(), json!(1));
-                fields.insert(
-                    "latency_p50_ms".into(),
-                    json!(service.percentile(0.50).map(|d| d.as_secs_f64() * 1000.0)),
-                );
-                fields.insert(
-                    "latency_p99_ms".into(),
-                    json!(service.percentile(0.99).map(|d| d.as_secs_f64() * 1000.0)),
-                );
-                fields.insert("pids".into(), json!(service.pids));
-                fields.insert("unreaped_pids".into(), json!(service.unreaped));
-                Value::Object(fields)
-            })
-            .collect();
+    pub(crate) fn json(&self) -> JsonSummary<'_> {
+        let o = self.options;
+        let s = &o.settings;
         let m = &self.metrics;
         let pids: Vec<u32> = self.pids().collect();
-        json!({
-            "elapsed_s": self.elapsed.as_secs_f64(),
-            "interrupted": self.interrupted,
-            "workers": self.options.workers,
-            "clients": self.options.clients,
-            "rate_per_client": self.options.rate,
-            "policy": {
-                "retry_backoff_ms": s.backoff.as_millis() as u64,
-                "budget_window_ms": s.window.as_millis() as u64,
-                "retries_per_window": s.retries,
-                "backoff_factor": s.backoff_factor,
-                "jitter": s.jitter,
+        JsonSummary {
+            elapsed_s: self.elapsed.as_secs_f64(),
+            interrupted: self.interrupted,
+            workers: o.workers,
+            clients: o.clients,
+            rate_per_client: o.rate,
+            policy: JsonPolicy {
+                retry_backoff_ms: s.backoff.as_millis() as u64,
+                budget_window_ms: s.window.as_millis() as u64,
+                retries_per_window: s.retries,
+                backoff_factor: s.backoff_factor,
+                jitter: s.jitter,
             },
-            "services": services,
-            "state_metrics": {
-                "retries_granted": m.retries_granted,
-                "refusals": m.refusals,
-                "capacity_refusals": m.capacity_refusals,
-                "duplicates_coalesced": m.duplicates_coalesced,
-                "successes": m.successes,
-                "entries_purged": m.entries_purged,
+            services: self.services.iter().map(JsonService::from).collect(),
+            state_metrics: JsonMetrics {
+                retries_granted: m.retries_granted,
+                refusals: m.refusals,
+                capacity_refusals: m.capacity_refusals,
+                duplicates_coalesced: m.duplicates_coalesced,
+                successes: m.successes,
+                entries_purged: m.entries_purged,
             },
-            "children": {
-                "spawned": pids.len(),
-                "reaped": pids.len() - self.unreaped(),
-                "pids": pids,
+            children: JsonChildren {
+                spawned: pids.len(),
+                reaped: pids.len() - self.unreaped(),
+                pids,
             },
-        })
+        }
     }
+}
+
+/// The `--json` summary: one object, with the field names scripts and the integration test
+/// read.
+#[derive(Debug, Serialize)]
+pub(crate) struct JsonSummary<'a> {
+    elapsed_s: f64,
+    interrupted: bool,
+    workers: usize,
+    clients: usize,
+    rate_per_client: f64,
+    policy: JsonPolicy,
+    services: Vec<JsonService<'a>>,
+    state_metrics: JsonMetrics,
+    children: JsonChildren,
+}
+
+/// The recovery policy's settings, as given on the command line.
+#[derive(Debug, Serialize)]
+struct JsonPolicy {
+    retry_backoff_ms: u64,
+    budget_window_ms: u64,
+    retries_per_window: u32,
+    backoff_factor: f64,
+    jitter: f64,
+}
+
+/// One service: its counters side by side with its name, latencies and processes.
+#[derive(Debug, Serialize)]
+struct JsonService<'a> {
+    name: &'a str,
+    crash_rate: f64,
+    #[serde(flatten)]
+    tally: Tally,
+    /// Always 1: every service starts with one backend; respawns and reopens come after.
+    initial_spawns: u64,
+    /// `null` when it served nothing.
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    pids: &'a [u32],
+    unreaped_pids: &'a [u32],
+}
+
+impl<'a> From<&'a ServiceSummary> for JsonService<'a> {
+    fn from(service: &'a ServiceSummary) -> Self {
+        let ms = |p| service.percentile(p).map(|d| d.as_secs_f64() * 1000.0);
+        JsonService {
+            name: &service.name,
+            crash_rate: service.crash_rate,
+            tally: service.tally,
+            initial_spawns: 1,
+            latency_p50_ms: ms(0.50),
+            latency_p99_ms: ms(0.99),
+            pids: &service.pids,
+            unreaped_pids: &service.unreaped,
+        }
+    }
+}
+
+/// The recovery state's own metrics.
+#[derive(Debug, Serialize)]
+struct JsonMetrics {
+    retries_granted: u64,
+    refusals: u64,
+    capacity_refusals: u64,
+    duplicates_coalesced: u64,
+    successes: u64,
+    entries_purged: u64,
+}
+
+/// Every backend process spawned, and how many were reaped.
+#[derive(Debug, Serialize)]
+struct JsonChildren {
+    spawned: usize,
+    reaped: usize,
+    pids: Vec<u32>,
 }
 
 /// What the table's columns mean.
@@ -314,7 +366,8 @@ const LEGEND: [&str; 7] = [
 /// Prints the summary to stdout.
 pub(crate) fn print(summary: &Summary<'_>) {
     let text = if summary.options.json {
-        format!("{}\n", summary.json())
+        let json = serde_json::to_string(&summary.json()).expect("the summary serializes");
+        format!("{json}\n")
     } else {
         summary.table()
     };
