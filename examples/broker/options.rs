@@ -70,6 +70,10 @@ pub(crate) struct PolicySettings {
     /// Lengthen each backoff by up to this fraction, 0 to 1
     #[arg(long, value_name = "F", default_value = "0", value_parser = number(0.0, 1.0))]
     pub(crate) jitter: f64,
+    /// Probation: a backend's crashes are forgotten only once it has answered this long after its launch
+    #[arg(long = "min-uptime-ms", value_name = "MS", default_value = "100",
+          value_parser = millis(0..=3_600_000))]
+    pub(crate) min_uptime: Duration,
 }
 
 /// A broker run.
@@ -186,7 +190,8 @@ fn policy(settings: &PolicySettings) -> Result<BackendRecoveryPolicy, impl std::
         .retry_backoff(settings.backoff)
         .budget_window(settings.window)
         .retries_per_window(settings.retries)
-        .jitter(settings.jitter);
+        .jitter(settings.jitter)
+        .min_uptime(settings.min_uptime);
     if settings.backoff_factor > 1.0 {
         builder = builder.exponential_backoff(settings.backoff_factor, settings.window);
     }

@@ -157,11 +157,12 @@ impl Summary<'_> {
             o.rate,
         ));
         line(format!(
-            "policy: backoff {} ms, window {} ms, {} retr{} per window{}{}",
+            "policy: backoff {} ms, window {} ms, {} retr{} per window, probation {} ms{}{}",
             s.backoff.as_millis(),
             s.window.as_millis(),
             s.retries,
             if s.retries == 1 { "y" } else { "ies" },
+            s.min_uptime.as_millis(),
             if s.backoff_factor > 1.0 {
                 format!(", backoff x{} per retry", s.backoff_factor)
             } else {
@@ -257,6 +258,7 @@ impl Summary<'_> {
                 retries_per_window: s.retries,
                 backoff_factor: s.backoff_factor,
                 jitter: s.jitter,
+                min_uptime_ms: s.min_uptime.as_millis() as u64,
             },
             services: self.services.iter().map(JsonService::from).collect(),
             state_metrics: JsonMetrics {
@@ -299,6 +301,7 @@ struct JsonPolicy {
     retries_per_window: u32,
     backoff_factor: f64,
     jitter: f64,
+    min_uptime_ms: u64,
 }
 
 /// One service: its counters side by side with its name, latencies and processes.
