@@ -113,7 +113,7 @@ pub(crate) struct BackendOptions {
 /// What the command line asks for.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Broker(BrokerOptions),
+    Broker(Box<BrokerOptions>),
     Backend(BackendOptions),
 }
 
@@ -171,7 +171,7 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Command, clap::Error> {
         let message = format!("bad recovery policy: {error}");
         Cli::command().error(ErrorKind::ValueValidation, message)
     })?;
-    Ok(Command::Broker(BrokerOptions {
+    Ok(Command::Broker(Box::new(BrokerOptions {
         duration: cli.duration,
         workers: cli.workers,
         clients: cli.clients,
@@ -181,7 +181,7 @@ pub(crate) fn parse(args: &[OsString]) -> Result<Command, clap::Error> {
         json: cli.json,
         settings: cli.settings,
         policy,
-    }))
+    })))
 }
 
 /// The checked policy the settings stand for.
