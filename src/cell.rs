@@ -270,21 +270,23 @@ impl RichCell {
         policy: &Rules,
         jitter_seed: u64,
     ) -> (BackendRecoveryDecision, bool) {
-        match self.last_report.as_deref() {
-            Some(counted) if incarnation <= counted.incarnation => (counted.replay(now), true),
-            _ => {
-                // A CAS, not a store: a crash through a read cache may race it (the write
-                // guard keeps out only the crashes that go through the table).
-                let decision =
-                    Form::Rich(&*self).update(|word| crash(word, now, policy, jitter_seed));
-                self.last_report = Some(Box::new(CountedReport {
-                    incarnation,
-                    at: now,
-                    decision: decision.clone(),
-                }));
-                (decision, false)
-            }
+        if let Some(replayed) = Form::Rich(&*self).replay_duplicate(incarnation, now) {
+            return (replayed, true);
         }
+        // A CAS, not a store: a crash through a read cache may race it (the write guard keeps
+        // out only the crashes that go through the table).
+        let decision = Form::Rich(&*self).update(|word| crash(word, now, policy, jitter_seed));
+        let counted = CountedReport {
+            incarnation,
+            at: now,
+            decision: decision.clone(),
+        };
+        // The box is kept from one counted report to the next: one allocation per key.
+        match &mut self.last_report {
+            Some(last) => **last = counted,
+            None => self.last_report = Some(Box::new(counted)),
+        }
+        (decision, false)
     }
 }
 
@@ -303,6 +305,22 @@ impl<'a> CellRef<'a> {
     pub(crate) fn load(self) -> Word {
         // Relaxed: see `Cell` on orderings.
         Word::from_bits(self.atomic().load(Ordering::Relaxed))
+    }
+
+    /// The answer to a report of `incarnation` at `now` if it is a duplicate (or stale): the
+    /// counted report's, replayed at `now`; `None` if it would count (or the cell never counted
+    /// one). Under a read guard: the counted report changes only under the write guard, so
+    /// duplicates, most of the reports of a death, never wait for it.
+    pub(crate) fn replay_duplicate(
+        self,
+        incarnation: u64,
+        now: u64,
+    ) -> Option<BackendRecoveryDecision> {
+        let Form::Rich(rich) = self else {
+            return None;
+        };
+        let counted = rich.last_report.as_deref()?;
+        (incarnation <= counted.incarnation).then(|| counted.replay(now))
     }
 
     /// A handle on the cell's word for a thread's read cache, if the cell is rich.

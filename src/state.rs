@@ -6,7 +6,7 @@
 //! |----------------------------|--------------------------------|-------------------------|-----------------------|
 //! | `record_crash`             | none: CAS on the cached word   | read guard, CAS         | write guard, insert   |
 //! | `status`                   | none: one load                 | read guard, one load    | none, usually (below) |
-//! | `record_crash_of`          | write guard                    | write guard             | write guard, insert   |
+//! | `record_crash_of`          | duplicate: read guard; the report that counts: write guard | | write guard, insert   |
 //! | `claim_launch`             | none: CAS on the cached word   | read guard, CAS         | write guard, insert   |
 //! | `record_success(_at)`      | write guard, remove            | write guard, remove     | write guard, nothing  |
 //! | `purge_expired`, automatic | the write guard of each shard holding purgeable entries, in turn                     |
@@ -300,9 +300,9 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// ([`counted`](BackendCrashReport::counted)), so that of all the threads that saw one death,
     /// exactly one acts on it. (A report refused because a capped state is full counts nothing.)
     ///
-    /// Comparing the incarnation and counting the crash must be one step, which the cell's word
-    /// cannot hold; this method therefore takes the shard's write guard. Reports are rare next
-    /// to gate checks, which stay read-only.
+    /// A duplicate is recognised under the shard's read guard. Comparing the incarnation and
+    /// counting the crash must be one step, which the cell's word cannot hold, so the report
+    /// that counts takes the shard's write guard; it is one per death.
     ///
     /// # Examples
     ///
@@ -326,6 +326,17 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
         let hash = self.cells.hash_one(&key);
+        // A duplicate, most reports of a death, is answered under the read guard.
+        let duplicate = self.cells.read_entry(hash, &key, |_, cell| {
+            cell.replay_duplicate(incarnation, now)
+        });
+        if let Some(decision) = duplicate.flatten() {
+            self.metrics.add(Counter::DuplicatesCoalesced, 1);
+            return BackendCrashReport {
+                decision,
+                counted: false,
+            };
+        }
         let report =
             |cell: &mut RichCell| cell.report_crash(incarnation, now, &self.policy, jitter_seed);
         let inserted = self.upsert(key, now, |key| {
