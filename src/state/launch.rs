@@ -28,7 +28,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ///   failed (the next claim follows that crash's decision), or
     ///   [`record_success_at`](Self::record_success_at) once the backend answers. A claim never
     ///   reported lapses after the policy's
-    ///   [`launch_timeout`](BackendRecoveryPolicy::launch_timeout), and the next caller wins.
+    ///   [`launch_timeout`](crate::BackendRecoveryPolicy::launch_timeout), and the next caller wins.
     ///
     /// Lock-free for a key the state tracks (one compare-and-swap of its word under the shard's
     /// read guard, or none through this thread's cache); a key without an entry is inserted
@@ -90,7 +90,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// first crash. (A key reported by incarnation stays as a tombstone until its window would
     /// have closed; see [`record_crash_of`](Self::record_crash_of).)
     ///
-    /// With a probation ([`min_uptime`](BackendRecoveryPolicy::min_uptime)), this is
+    /// With a probation ([`min_uptime`](crate::BackendRecoveryPolicy::min_uptime)), this is
     /// [`record_success_at`](Self::record_success_at) at `Instant::now()`; without one (the
     /// default), the spec's success, which needs no instant.
     pub fn record_success<Q>(&self, key: &Q)
@@ -112,7 +112,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ///
     /// Without a probation (the default), every success forgets, as
     /// [`record_success`](Self::record_success). With
-    /// [`min_uptime`](BackendRecoveryPolicy::min_uptime), a success less than `min_uptime` after
+    /// [`min_uptime`](crate::BackendRecoveryPolicy::min_uptime), a success less than `min_uptime` after
     /// the launch it follows (the last claim won by [`claim_launch`](Self::claim_launch), or the
     /// end of the backoff or refusal before which no launch could start) keeps the crashes: a
     /// backend that dies soon after every launch then spends its budget and is refused, instead
