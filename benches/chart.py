@@ -18,17 +18,6 @@ Usage, from the repository root:
 
 Options: --criterion DIR (default target/criterion), --svg PATH, --table PATH (use - for stdout),
 --note TEXT (a line for the table, e.g. the load average seen during the run).
-
-`--ceilings` instead prints the table of `cargo bench --bench ceilings` (bare tables against
-ours and the mutex on uniform-100k) to stdout, and writes nothing.
-
-`--levels GROUP/THREADS` (e.g. `--levels uniform-100k/2`) instead prints, for every
-implementation in that bench group at that thread count, its samples (criterion's `sample.json`)
-split in two levels, fast and slow, with the median of each: the split that makes the two
-groups' log-times tightest (two-means in one dimension), and where it fell. On a VM whose
-cross-core round trip switches between two speeds (`cargo bench --bench round_trip`), this
-shows at which level each implementation ran. Samples of one level split that way too, into two
-close groups: read the slow / fast column. `--criterion` may be given several times to pool runs.
 """
 
 from __future__ import annotations
@@ -41,7 +30,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from statistics import median, pvariance
+
 
 WORKLOADS = [
     "hot-key",
@@ -57,20 +46,6 @@ IMPLEMENTATIONS = ["ours", "mutex", "dashmap-entry"]
 THREADS = [1, 2, 4, 8]
 COLORS = {"ours": "#d62728", "mutex": "#1f77b4", "dashmap-entry": "#2ca02c"}
 DASHES = {"ours": "", "mutex": "6,3", "dashmap-entry": "2,3"}
-# The group of `cargo bench --bench ceilings` ("ceiling-" and its workload's name), printed by
-# --ceilings, and its stores in the bench's order.
-CEILINGS_GROUP = "ceiling-uniform-100k"
-CEILINGS = [
-    "ours",
-    "mutex",
-    "sharded-table",
-    "locked-buckets",
-    "snapshot-slots",
-    "once-slots",
-    "atomic-slots",
-]
-
-# The issue's targets, as ratios ours/mutex measured in the same run.
 TARGETS = [
     ("uniform-100k", 2, 3.0),
     ("gate", 2, 2.0),
@@ -112,78 +87,6 @@ def load(criterion_dir: Path) -> tuple[dict, list[float]]:
             results[(workload, implementation, threads)] = value
             written.append(mtime)
     return results, written
-
-
-def ceilings(criterion_dir: Path) -> str | None:
-    """The ceilings bench's table: each table's ops/s and its ratio to the mutex, per thread
-    count, in the bench's order; None if there are no estimates."""
-    results = {}
-    for group, implementation, threads, value, _ in estimates(criterion_dir):
-        if group == CEILINGS_GROUP:
-            results[(implementation, threads)] = value
-    if not results:
-        return None
-    names = [name for name in CEILINGS if any(key[0] == name for key in results)]
-    names += sorted({name for name, _ in results} - set(CEILINGS))
-    counts = sorted({threads for _, threads in results})
-    header = " | ".join(f"{t} thr ops/s | {t} thr / mutex" for t in counts)
-    lines = [f"| {CEILINGS_GROUP} | {header} |", "|---" + "|---:" * 2 * len(counts) + "|"]
-    for name in names:
-        cells = []
-        for threads in counts:
-            value = results.get((name, threads))
-            cells += [ops(value), fmt_ratio(ratio(value, results.get(("mutex", threads))))]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def levels(criterion_dirs: list[Path], group: str, threads: str) -> str | None:
-    """Per implementation of `group` at `threads`: its samples (ns per iteration) pooled over
-    `criterion_dirs`, split in two levels (see `split`), with each level's count and median."""
-    samples: dict[str, list[float]] = {}
-    for criterion_dir in dict.fromkeys(criterion_dirs):
-        for sample_file in sorted(criterion_dir.glob(f"{group}/*/{threads}/new/sample.json")):
-            sample = json.loads(sample_file.read_text())
-            per_iteration = [t / i for t, i in zip(sample["times"], sample["iters"]) if i > 0]
-            samples.setdefault(sample_file.parents[2].name, []).extend(per_iteration)
-    samples = {name: values for name, values in samples.items() if values}
-    if not samples:
-        return None
-    lines = [
-        f"| {group} @ {threads} | samples | fast | fast median ns | slow | slow median ns "
-        "| slow / fast | split at ns |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, values in sorted(samples.items()):
-        fast, slow = split(values)
-        if not slow:
-            lines.append(f"| {name} | {len(values)} | {len(fast)} | {median(fast):.0f} "
-                         "| 0 | - | - | - |")
-            continue
-        fast_median, slow_median = median(fast), median(slow)
-        lines.append(
-            f"| {name} | {len(values)} | {len(fast)} | {fast_median:.0f} | {len(slow)} | "
-            f"{slow_median:.0f} | {slow_median / fast_median:.2f}x | {slow[0]:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def split(values: list[float]) -> tuple[list[float], list[float]]:
-    """`values` sorted and cut in two where the two parts' log-values have the least summed
-    squared distance to their means (so a level twice as slow weighs as much as one twice as
-    fast); all in the first part if they are all equal."""
-    ordered = sorted(values)
-    logs = [math.log(max(value, 1e-9)) for value in ordered]
-    best_cut, best_cost = len(ordered), math.inf
-    for cut in range(1, len(ordered)):
-        if logs[cut] == logs[cut - 1]:
-            continue
-        # Population variance times size: each part's summed squared distance to its mean.
-        cost = (pvariance(logs[:cut]) * cut
-                + pvariance(logs[cut:]) * (len(logs) - cut))
-        if cost < best_cost:
-            best_cut, best_cost = cut, cost
-    return ordered[:best_cut], ordered[best_cut:]
 
 
 def ops(value: float | None) -> str:
@@ -396,42 +299,11 @@ def svg(results: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--criterion", action="append", type=Path)
+    parser.add_argument("--criterion", default=Path("target/criterion"), type=Path)
     parser.add_argument("--svg", default="docs/throughput.svg", type=Path)
     parser.add_argument("--table", default="docs/throughput.md")
     parser.add_argument("--note", default=None)
-    parser.add_argument("--ceilings", action="store_true")
-    parser.add_argument("--levels", metavar="GROUP/THREADS")
     args = parser.parse_args()
-    criterion_dirs = args.criterion or [Path("target/criterion")]
-
-    if args.levels is not None:
-        group, _, threads = args.levels.rpartition("/")
-        if not group or not threads.isdigit():
-            parser.error("--levels takes GROUP/THREADS, e.g. uniform-100k/2")
-        if args.ceilings:
-            parser.error("--levels and --ceilings are different reports: give one")
-        markdown = levels(criterion_dirs, group, threads)
-        if markdown is None:
-            print(f"no samples of {args.levels} under {', '.join(map(str, criterion_dirs))}",
-                  file=sys.stderr)
-            return 1
-        sys.stdout.write(markdown)
-        return 0
-    if len(criterion_dirs) > 1:
-        print("--criterion may be given more than once only with --levels", file=sys.stderr)
-        return 2
-    args.criterion = criterion_dirs[0]
-
-    if args.ceilings:
-        markdown = ceilings(args.criterion)
-        if markdown is None:
-            print(f"no ceiling estimates under {args.criterion}: run "
-                  "`cargo bench --bench ceilings` first", file=sys.stderr)
-            return 1
-        sys.stdout.write(markdown)
-        return 0
-
     results, written = load(args.criterion)
     if not results:
         print(

@@ -135,15 +135,16 @@ fn agree(what: &str, ours: &[Answer], mutex: &[Answer], dashmap: &[Answer]) {
 
 /// Shares of each kind of answer, e.g. `retry 33%, refuse 67%`.
 fn mix(answers: &[Answer]) -> String {
-    use backend_recovery::BackendRecoveryStatus::{Healthy, Recovering, Unavailable};
+    use backend_recovery::BackendRecoveryStatus::{BackingOff, Healthy, Recovering, Unavailable};
     let kinds = [
         "retry",
         "refuse",
         "status healthy",
         "status recovering",
         "status unavailable",
+        "status backing off",
     ];
-    let mut counts = [0usize; 5];
+    let mut counts = [0usize; 6];
     for answer in answers {
         let kind = match answer {
             Answer::Crash(decision) if decision.is_retry() => 0,
@@ -151,6 +152,7 @@ fn mix(answers: &[Answer]) -> String {
             Answer::Status(Healthy) => 2,
             Answer::Status(Recovering { .. }) => 3,
             Answer::Status(Unavailable { .. }) => 4,
+            Answer::Status(BackingOff { .. }) => 5,
             Answer::Status(_) => unreachable!("a status this bench does not know"),
             Answer::Purged(_) => unreachable!("lanes do not report purges"),
         };

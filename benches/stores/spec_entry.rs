@@ -1,9 +1,10 @@
 //! The spec's per-backend entry, written out for the two baselines.
 //!
 //! This is `BackendRecoveryEntry` and `record_crash` from the broker's single-threaded module,
-//! unchanged in behaviour: an `Instant` where the window opened and a crash count. The spec has
-//! no gate check; [`SpecEntry::status`] answers what the spec's next crash would be told, as the
-//! crate's `status` does, so that all three stores do the same work for a `status` call; nor
+//! unchanged in behaviour: an `Instant` where the window opened and a crash count, plus the end
+//! of the last retry's backoff. The spec has no gate check; [`SpecEntry::status`] answers as the
+//! crate's `status` does (the backoff enforced, then what the spec's next crash would be told),
+//! so that all three stores do the same work for a `status` call; nor
 //! purging, which [`SpecEntry::window_closed`] supports: an entry whose window has closed
 //! decides exactly like a missing one.
 //!
@@ -24,6 +25,8 @@ use backend_recovery::{
 pub(crate) struct SpecEntry {
     window_started_at: Instant,
     crashes_in_window: u32,
+    /// When the last granted retry's backoff ends.
+    backoff_until: Option<Instant>,
 }
 
 impl SpecEntry {
@@ -32,6 +35,7 @@ impl SpecEntry {
         SpecEntry {
             window_started_at: now,
             crashes_in_window: 0,
+            backoff_until: None,
         }
     }
 
@@ -47,6 +51,7 @@ impl SpecEntry {
         }
         self.crashes_in_window = self.crashes_in_window.saturating_add(1);
         if self.crashes_in_window == 1 {
+            self.backoff_until = now.checked_add(policy.retry_backoff);
             return BackendRecoveryDecision::Retry {
                 retry_after: policy.retry_backoff,
                 attempt: 1,
@@ -69,9 +74,18 @@ impl SpecEntry {
         now: Instant,
         policy: &BackendRecoveryPolicy,
     ) -> BackendRecoveryStatus {
+        let closed = self.window_closed(now, policy);
+        if self.crashes_in_window < 2 || closed {
+            if let Some(until) = self.backoff_until.filter(|&until| now < until) {
+                return BackendRecoveryStatus::BackingOff {
+                    crashes_in_window: if closed { 0 } else { self.crashes_in_window },
+                    retry_after: until - now,
+                };
+            }
+        }
         match self.crashes_in_window {
             0 => BackendRecoveryStatus::Healthy,
-            _ if self.window_closed(now, policy) => BackendRecoveryStatus::Healthy,
+            _ if closed => BackendRecoveryStatus::Healthy,
             1 => BackendRecoveryStatus::Recovering {
                 crashes_in_window: 1,
                 window_remaining: self.rest_of_window(now, policy),

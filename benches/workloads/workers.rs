@@ -110,7 +110,7 @@ impl Drop for Workers {
     }
 }
 
-/// The criterion settings of the throughput and ceilings benches: about 4.5 s per bench. The
+/// The criterion settings of the throughput bench: about 4.5 s per bench. The
 /// chart comes from `benches/chart.py`; criterion's own plots would double the run.
 pub(crate) fn criterion_config() -> Criterion {
     Criterion::default()
