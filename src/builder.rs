@@ -47,6 +47,19 @@ pub struct BackendRecoveryPolicyBuilder {
 }
 
 /// A policy setting that makes no sense, from [`BackendRecoveryPolicyBuilder::build`].
+///
+/// Plain data; its `Display` says what was asked for and why it was refused, and nothing about
+/// it panics.
+///
+/// # Examples
+///
+/// ```
+/// use backend_recovery::{BackendRecoveryPolicy, PolicyError};
+///
+/// let err = BackendRecoveryPolicy::builder().jitter(1.5).build().unwrap_err();
+/// assert_eq!(err, PolicyError::JitterOutOfRange { jitter: 1.5 });
+/// assert_eq!(err.to_string(), "jitter fraction 1.5 is outside 0..=1");
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum PolicyError {
@@ -115,33 +128,138 @@ impl BackendRecoveryPolicyBuilder {
         }
     }
 
-    /// Delay before the first retry in a window; the base of an exponential schedule.
+    /// Delay before the first retry in a window; the base of an exponential schedule. Zero is
+    /// clamped to 1 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder()
+    ///     .retry_backoff(Duration::from_millis(100))
+    ///     .build()?;
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let first = state.record_crash("search", Instant::now());
+    /// assert_eq!(first.retry_after(), Duration::from_millis(100));
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retry_backoff(mut self, retry_backoff: Duration) -> Self {
         self.retry_backoff = retry_backoff;
         self
     }
 
-    /// The budget window, opened by a backend's first crash.
+    /// The budget window, opened by a backend's first crash. Zero is clamped to 1 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder()
+    ///     .budget_window(Duration::from_secs(10))
+    ///     .build()?;
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// let refused = state.record_crash("search", now + Duration::from_secs(4));
+    /// assert_eq!(refused.retry_after(), Duration::from_secs(6));
+    /// // Once the window has passed, a crash opens a new one.
+    /// assert!(state.record_crash("search", now + Duration::from_secs(10)).is_retry());
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn budget_window(mut self, budget_window: Duration) -> Self {
         self.budget_window = budget_window;
         self
     }
 
     /// Retries granted per window, `0..=MAX_RETRIES_PER_WINDOW` (14); 0 refuses every crash.
+    /// A larger number makes [`build`](Self::build) fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder().retries_per_window(3).build()?;
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let now = Instant::now();
+    /// let retried: Vec<bool> = (0..4).map(|_| state.record_crash("search", now).is_retry()).collect();
+    /// assert_eq!(retried, [true, true, true, false]);
+    /// assert!(BackendRecoveryPolicy::builder().retries_per_window(15).build().is_err());
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retries_per_window(mut self, retries: u32) -> Self {
         self.retries_per_window = retries;
         self
     }
 
     /// Retry `n` waits `retry_backoff × factor^(n-1)`, at most `cap`; `factor` is kept to the
-    /// thousandth, at least 1 and at most 1,000,000.
+    /// thousandth, at least 1 and at most 1,000,000 (else [`build`](Self::build) fails). A zero
+    /// `cap` is clamped to 1 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder()
+    ///     .retries_per_window(3)
+    ///     .exponential_backoff(2.0, Duration::from_millis(600))
+    ///     .build()?;
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let now = Instant::now();
+    /// let delays: Vec<_> = (0..3).map(|_| state.record_crash("search", now).retry_after()).collect();
+    /// let ms = Duration::from_millis;
+    /// assert_eq!(delays, [ms(250), ms(500), ms(600)]);
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn exponential_backoff(mut self, factor: f64, cap: Duration) -> Self {
         self.exponential = Some((factor, cap));
         self
     }
 
     /// Lengthens each delay by up to this fraction of it (`0.0..=1.0`, kept to the thousandth),
-    /// by an amount fixed per key and attempt; never past an exponential cap.
+    /// by an amount fixed per key and attempt; never past an exponential cap. A fraction outside
+    /// that range makes [`build`](Self::build) fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder().jitter(0.1).build()?;
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let delay = state.record_crash("search", Instant::now()).retry_after();
+    /// // 250 ms plus less than a tenth of it.
+    /// assert!(delay >= Duration::from_millis(250) && delay < Duration::from_millis(275));
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn jitter(mut self, fraction: f64) -> Self {
         self.jitter = fraction;
         self
@@ -149,7 +267,32 @@ impl BackendRecoveryPolicyBuilder {
 
     /// Probation: a success reported less than `min_uptime` after the launch it follows keeps
     /// the key's crashes, so a backend that dies soon after every launch is refused once its
-    /// budget is spent. Zero (the default) forgets on every success, as the spec does.
+    /// budget is spent. Zero (the default) forgets on every success, as the spec does. See
+    /// [`BackendRecoveryState::record_success_at`](crate::BackendRecoveryState::record_success_at).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder()
+    ///     .min_uptime(Duration::from_secs(30))
+    ///     .build()?;
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let now = Instant::now();
+    /// state.record_crash("search", now); // relaunch allowed from 250 ms
+    /// // Up for only 1 s since then: the crash is kept.
+    /// assert!(!state.record_success_at("search", now + Duration::from_millis(1_250)));
+    /// // Up for 30 s: forgotten.
+    /// assert!(state.record_success_at("search", now + Duration::from_millis(30_250)));
+    /// assert!(state.is_empty());
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn min_uptime(mut self, min_uptime: Duration) -> Self {
         self.min_uptime = min_uptime;
         self
@@ -157,12 +300,66 @@ impl BackendRecoveryPolicyBuilder {
 
     /// How long a won launch claim stays pending without a report before another caller may
     /// claim: 10 s by default; clamped to 1 ms..=the budget window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder()
+    ///     .launch_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let now = Instant::now();
+    /// assert!(state.claim_launch(&"search", now).is_launch());
+    /// // The winner never reports: its claim lapses after 2 s, and the next caller wins.
+    /// assert!(!state.claim_launch(&"search", now + Duration::from_secs(1)).is_launch());
+    /// assert!(state.claim_launch(&"search", now + Duration::from_secs(2)).is_launch());
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn launch_timeout(mut self, launch_timeout: Duration) -> Self {
         self.launch_timeout = Some(launch_timeout);
         self
     }
 
     /// The policy, or the first setting that makes no sense.
+    ///
+    /// Durations are never refused: a zero backoff, window or cap is clamped to 1 ms, and the
+    /// launch timeout to 1 ms..=the budget window, as a state would clamp them.
+    ///
+    /// # Errors
+    ///
+    /// The settings are checked in this order, and the first that fails is returned:
+    ///
+    /// - [`PolicyError::TooManyRetries`] if [`retries_per_window`](Self::retries_per_window) is
+    ///   above [`MAX_RETRIES_PER_WINDOW`] (14);
+    /// - [`PolicyError::FactorBelowOne`] if [`exponential_backoff`](Self::exponential_backoff)
+    ///   was given a factor below 1.0, or NaN;
+    /// - [`PolicyError::FactorTooLarge`] if it was given a factor above 1,000,000, or infinity;
+    /// - [`PolicyError::JitterOutOfRange`] if the [`jitter`](Self::jitter) fraction is outside
+    ///   `0.0..=1.0`, or NaN.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use backend_recovery::{BackendRecoveryPolicy, PolicyError};
+    ///
+    /// let spec = BackendRecoveryPolicy::builder().build()?;
+    /// assert_eq!(spec, BackendRecoveryPolicy::default());
+    /// // Two settings out of range: the first checked is reported.
+    /// let err = BackendRecoveryPolicy::builder().jitter(2.0).retries_per_window(20).build();
+    /// assert_eq!(err, Err(PolicyError::TooManyRetries { requested: 20, max: 14 }));
+    /// # Ok::<(), PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn build(self) -> Result<BackendRecoveryPolicy, PolicyError> {
         if self.retries_per_window > MAX_RETRIES_PER_WINDOW {
             return Err(PolicyError::TooManyRetries {

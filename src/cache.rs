@@ -3,15 +3,17 @@
 //!
 //! Why: a lookup in the table takes a shard's read guard, and a read guard is a read-modify-write
 //! of the shard's lock word. On a machine with few cores two threads looking up keys still pass
-//! that cache line back and forth, so gate checks stopped scaling at about 1.5x a single mutex,
-//! and a crash storm on one key ran no faster than the mutex (`docs/throughput-investigation.md`).
+//! that cache line back and forth, so through the table alone gate checks scale to only about
+//! 1.5x a single mutex, and a crash storm on one key runs no faster than the mutex (see
+//! `docs/design.md`).
 //! Through a cached cell, a gate check is one plain load, and a crash a load and (when the word
 //! changes) a compare-and-swap, of memory that only that key's crashes and removal write.
 //!
 //! How a stale entry is caught: a cell removed from the table is marked, in its word, under the
 //! write guard that removes it ([`RichCell::retire`](crate::cell::RichCell::retire)); a cached
 //! crash's compare-and-swap then fails, and a thread that finds the mark drops the entry and
-//! looks the key up in the table again. See [`Shared::load_live`] and loom model 12.
+//! looks the key up in the table again. See [`Shared::load_live`] and the loom model
+//! `loom-tests/tests/cached_status.rs`.
 //!
 //! What gets cached: a key whose table lookups on this thread are counted [`LOOKUPS_TO_ADMIT`]
 //! times in a row within a short while (a small filter of recent hashes, [`FILTER`]; about one
@@ -56,31 +58,31 @@ const FILTER: usize = 1024;
 /// succession (its filter slot not taken by another hash in between), after which its cell is
 /// cached. Why not two: a backend that is crashed, crashed again, checked once and forgotten (the
 /// churn bench's keys, met two or three times in their life, soon after each other when eight
-/// threads share the work) was cached on its second lookup; making it rich and caching it cost more
-/// than those lookups (an eighth of churn's time at 8 threads under `perf`), and it was never read
-/// again. A key met over and over in a short while (a crash storm, a backend every Hello checks) is
-/// worth caching. With 1,000 keys in turn a key needs some twenty counted lookups to be cached (its
-/// slot survives the 1,000 counted lookups between two of them about a third of the time), which
-/// [`SAMPLE`] makes some 160 lookups of it.
-/// Under loom, two, as before: loom model 12 (`loom-tests/tests/cached_status.rs`) caches its
-/// keys with two lookups per thread, which keeps its interleavings few, and would not reach the
-/// cache with four; how many lookups admit a key does not change the protocol.
+/// threads share the work) would be cached on its second lookup; making it rich and caching it
+/// costs more than those lookups (an eighth of churn's time at 8 threads under `perf`), and it is
+/// never read again. A key met over and over in a short while (a crash storm, a backend every Hello
+/// checks) is worth caching. With 1,000 keys in turn a key needs some twenty counted lookups to be
+/// cached (its slot survives the 1,000 counted lookups between two of them about a third of the
+/// time), which [`SAMPLE`] makes some 160 lookups of it.
+/// Under loom, two: the loom model `loom-tests/tests/cached_status.rs` caches its keys with two
+/// lookups per thread, which keeps its interleavings few, and would not reach the cache with four;
+/// how many lookups admit a key does not change the protocol.
 #[cfg(not(loom))]
 const LOOKUPS_TO_ADMIT: u64 = 4;
 #[cfg(loom)]
 const LOOKUPS_TO_ADMIT: u64 = 2;
 
-/// The filter counts one table lookup in this many on average, per thread: the others only
-/// count down. Why: with keys too many or too spread to recur (uniform-100k), every lookup
-/// stored to a random line of the 8 KiB filter, for nothing. Counting one in eight took 38
-/// instructions and 0.31 L1 misses (callgrind) off each uncached crash there. A key that recurs
-/// is still cached, after about eight times as many lookups: between two of its counted
-/// lookups its slot meets as many other counted hashes as it met hashes before, so its chances
-/// per counted lookup stay the same. The gaps between counted lookups are drawn at random (1 to
-/// `2 * SAMPLE - 1`): with a fixed gap, lookups that cycle in step with it (a key checked in
-/// turn with one that has no entry, whose lookups never stop) would have the same keys counted
-/// every time and the others never. Under loom, every lookup counts, as before, for loom model
-/// 12's sake (see [`LOOKUPS_TO_ADMIT`]).
+/// The filter counts one table lookup in this many on average, per thread: the others only count
+/// down. Why: with keys too many or too spread to recur (uniform-100k), counting every lookup would
+/// store to a random line of the 8 KiB filter each time, for nothing; counting one in eight saves
+/// some 38 instructions and 0.31 L1 misses (callgrind) per uncached crash there. A key that recurs
+/// is still cached, after about eight times as many lookups: between two of its counted lookups its
+/// slot meets as many other counted hashes as it met hashes before, so its chances per counted
+/// lookup stay the same. The gaps between counted lookups are drawn at random (1 to
+/// `2 * SAMPLE - 1`): with a fixed gap, lookups that cycle in step with it (a key checked in turn
+/// with one that has no entry, whose lookups never stop) would have the same keys counted every
+/// time and the others never. Under loom, every lookup counts, for the sake of
+/// `loom-tests/tests/cached_status.rs` (see [`LOOKUPS_TO_ADMIT`]).
 #[cfg(not(loom))]
 const SAMPLE: u32 = 8;
 #[cfg(loom)]
@@ -109,7 +111,7 @@ struct Local<K> {
     /// own (the state's `S` would have to be `Send` to live in every thread's cache). The hash
     /// is not stored: an insert that grows the table, or rehashes it in place after many
     /// removals, is given a way to recompute it; the smaller entries keep more of a thread's
-    /// cached cells in its L1 cache (`docs/throughput-investigation.md`, ninth session).
+    /// cached cells in its L1 cache.
     cells: HashTable<(K, Arc<Shared>)>,
     /// Per slot (`hash % FILTER`), the hash last looked up in the table and its lookups in a
     /// row ([`LOOKUPS_MASK`]).
@@ -183,8 +185,8 @@ impl<K> Default for Local<K> {
 /// Every thread's cache of one state's cells.
 pub(crate) struct ReadCache<K: Send> {
     /// Padded: `thread_local` stores the threads' values side by side, and each lookup writes
-    /// its `RefCell`'s borrow flag; unpadded, two threads' caches shared a cache line and every
-    /// lookup missed it (a fifth of a gate check's time under `perf`).
+    /// its `RefCell`'s borrow flag; unpadded, two threads' caches would share a cache line and
+    /// every lookup would miss it (a fifth of a gate check's time under `perf`).
     #[cfg(not(loom))]
     locals: ThreadLocal<CachePadded<RefCell<Local<K>>>>,
     #[cfg(loom)]

@@ -67,13 +67,11 @@ impl CountedReport {
 /// is part of the word.
 ///
 /// Why the word alone: a table entry is a key and a cell, and the fewer bytes it takes, the
-/// fewer cache lines and pages 100,000 backends span. With 8-byte keys, a bare table with
-/// 16-byte entries ran uniform-100k at 2 threads at a median 3.21x the mutex over 12 rounds,
-/// and with 24-byte entries at 2.66x over 30, in alternating rounds
-/// (`docs/throughput-investigation.md`). What a few cells need beyond the word lives in a
-/// [`RichCell`], in the shard's second table (`table.rs`). The price falls on those few: a key
-/// reported by incarnation is rich from its first report, so a broker that reports every crash
-/// that way pays an allocation per key and a pointer per access, as all keys did before.
+/// fewer cache lines and pages 100,000 backends span: with 24-byte entries instead of 16,
+/// uniform-100k runs markedly slower (see `docs/design.md`). What a few cells need beyond the
+/// word lives in a [`RichCell`], in the shard's second table (`table.rs`). The price falls on
+/// those few: a key reported by incarnation is rich from its first report, so a broker that
+/// reports every crash that way pays an allocation per key and a pointer per access.
 pub(crate) struct Cell {
     word: AtomicU128,
 }
@@ -85,7 +83,7 @@ pub(crate) struct Cell {
 /// Its word lives in a [`Shared`] behind an [`Arc`], so that a thread's read cache
 /// (`cache.rs`) can keep reading and updating it after the table's guard is gone. Only rich
 /// cells have that extra allocation and pointer: with every word behind an `Arc`, uniform-100k
-/// ran at half speed.
+/// would run at less than half the speed (see `docs/design.md`).
 pub(crate) struct RichCell {
     shared: Arc<Shared>,
     /// The last crash counted by incarnation ([`RichCell::report_crash`]). Boxed: most rich
@@ -114,7 +112,8 @@ impl Shared {
     /// Why a word read here is one the table could have answered at that moment: a cell is
     /// marked [`RETIRED`] under the write guard that removes it, before the removal, and the
     /// mark is the word itself; so a word that is not the mark is the entry's current word.
-    /// Loom model 12 checks this against removal and re-insertion.
+    /// The loom model `loom-tests/tests/cached_status.rs` checks this against removal and
+    /// re-insertion.
     #[inline]
     pub(crate) fn load_live(&self) -> Option<Word> {
         // Relaxed: see `Cell` on orderings.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// Decision returned for an observed backend crash.
 ///
+/// Plain data: none of its methods panics.
+///
 /// # Examples
 ///
 /// ```
@@ -40,11 +42,46 @@ pub enum BackendRecoveryDecision {
 
 impl BackendRecoveryDecision {
     /// `true` for [`Retry`](Self::Retry).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// assert!(state.record_crash("search", now).is_retry(), "first crash: retry once");
+    /// assert!(!state.record_crash("search", now).is_retry(), "second crash: refuse");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn is_retry(&self) -> bool {
         matches!(self, Self::Retry { .. })
     }
 
     /// The delay the decision carries, whichever kind it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff, 30 s window
+    /// let now = Instant::now();
+    /// // A retry: wait out the backoff before relaunching.
+    /// assert_eq!(state.record_crash("search", now).retry_after(), Duration::from_millis(250));
+    /// // A refusal: the rest of the window.
+    /// let refused = state.record_crash("search", now + Duration::from_secs(10));
+    /// assert_eq!(refused.retry_after(), Duration::from_secs(20));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retry_after(&self) -> Duration {
         match *self {
             Self::Retry { retry_after, .. } | Self::Refuse { retry_after, .. } => retry_after,
@@ -53,12 +90,51 @@ impl BackendRecoveryDecision {
 
     /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up, for a wire field
     /// such as `retry_after_ms: u64`; saturates at `u64::MAX`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 30 s window
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// // Refused 20.5 ms before the window closes: the hint rounds up to 21 ms.
+    /// let refused = state.record_crash("search", now + Duration::from_micros(29_979_500));
+    /// assert_eq!(refused.retry_after_ms(), 21);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retry_after_ms(&self) -> u64 {
         millis_rounded_up(self.retry_after())
     }
 }
 
 /// Why a backend is refused.
+///
+/// Plain data: nothing about it panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+/// use backend_recovery::{BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryState};
+///
+/// let state = BackendRecoveryState::<&str>::new().with_max_entries(1);
+/// let now = Instant::now();
+/// state.record_crash("search", now);
+/// let reason = |decision| match decision {
+///     BackendRecoveryDecision::Refuse { reason, .. } => Some(reason),
+///     BackendRecoveryDecision::Retry { .. } => None,
+/// };
+/// let spent = reason(state.record_crash("search", now));
+/// assert_eq!(spent, Some(BackendRecoveryRefusalReason::BackendUnavailable));
+/// let full = reason(state.record_crash("index", now));
+/// assert_eq!(full, Some(BackendRecoveryRefusalReason::CapacityExhausted));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -84,6 +160,27 @@ pub enum BackendRecoveryRefusalReason {
 /// after `Recovering { crashes_in_window: n, .. }`, a `Retry` with attempt `n + 1` if the policy
 /// allows that many, else a `Refuse` with `window_remaining`; after `Unavailable`, a `Refuse`
 /// with the same `retry_after`.
+///
+/// Plain data: none of its methods panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use backend_recovery::{BackendRecoveryState, BackendRecoveryStatus};
+///
+/// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff, 30 s window
+/// let t0 = Instant::now();
+/// assert_eq!(state.status("search", t0), BackendRecoveryStatus::Healthy);
+/// state.record_crash("search", t0);
+/// let backing_off = state.status("search", t0);
+/// assert!(matches!(backing_off, BackendRecoveryStatus::BackingOff { crashes_in_window: 1, .. }));
+/// let t1 = t0 + Duration::from_secs(1);
+/// let recovering = state.status("search", t1);
+/// assert!(matches!(recovering, BackendRecoveryStatus::Recovering { crashes_in_window: 1, .. }));
+/// state.record_crash("search", t1);
+/// assert!(matches!(state.status("search", t1), BackendRecoveryStatus::Unavailable { .. }));
+/// ```
 ///
 /// [`BackendRecoveryState::status`]: crate::BackendRecoveryState::status
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -119,11 +216,49 @@ pub enum BackendRecoveryStatus {
 impl BackendRecoveryStatus {
     /// `false` for [`Unavailable`](Self::Unavailable) and [`BackingOff`](Self::BackingOff):
     /// whether a Hello should be served.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff
+    /// let now = Instant::now();
+    /// assert!(state.status("search", now).is_available());
+    /// state.record_crash("search", now);
+    /// // Backing off: the backend is down, do not serve the Hello yet.
+    /// assert!(!state.status("search", now).is_available());
+    /// assert!(state.status("search", now + Duration::from_millis(250)).is_available());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn is_available(&self) -> bool {
         !matches!(self, Self::Unavailable { .. } | Self::BackingOff { .. })
     }
 
     /// When to come back, for a backend that is not available.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// let backing_off = state.status("search", now + Duration::from_millis(100));
+    /// assert_eq!(backing_off.retry_after(), Some(Duration::from_millis(150)));
+    /// // Recovering: available, nothing to wait for.
+    /// assert_eq!(state.status("search", now + Duration::from_secs(1)).retry_after(), None);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retry_after(&self) -> Option<Duration> {
         match *self {
             Self::Unavailable { retry_after, .. } | Self::BackingOff { retry_after, .. } => {
@@ -133,7 +268,26 @@ impl BackendRecoveryStatus {
         }
     }
 
-    /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up.
+    /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up; saturates at
+    /// `u64::MAX`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 30 s window
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// state.record_crash("search", now); // budget spent
+    /// let gate = state.status("search", now + Duration::from_secs(5));
+    /// assert_eq!(gate.retry_after_ms(), Some(25_000));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retry_after_ms(&self) -> Option<u64> {
         self.retry_after().map(millis_rounded_up)
     }
@@ -145,6 +299,23 @@ impl BackendRecoveryStatus {
 /// Of the reports of one death (every thread that saw it), exactly one is `counted`; the others
 /// are duplicates, answered with the same decision so that each can tell its client when to
 /// come back. A broker acts on the counted one alone (for example, to count the death once).
+///
+/// Plain data: nothing about it panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+/// use backend_recovery::BackendRecoveryState;
+///
+/// let state = BackendRecoveryState::<&str>::new();
+/// let now = Instant::now();
+/// // Two workers see incarnation 3 of "search" die.
+/// let first = state.record_crash_of("search", 3, now);
+/// let second = state.record_crash_of("search", 3, now);
+/// assert!(first.counted && !second.counted);
+/// assert_eq!(first.decision, second.decision);
+/// ```
 ///
 /// [`BackendRecoveryState::record_crash_of`]: crate::BackendRecoveryState::record_crash_of
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -160,6 +331,8 @@ pub struct BackendCrashReport {
 
 /// The answer to [`BackendRecoveryState::claim_launch`]: whether this caller is the one to
 /// launch the backend.
+///
+/// Plain data: none of its methods panics.
 ///
 /// # Examples
 ///
@@ -199,11 +372,46 @@ pub enum BackendLaunchDecision {
 
 impl BackendLaunchDecision {
     /// `true` for [`Launch`](Self::Launch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// // Two routers find "search" missing: exactly one launches it.
+    /// assert!(state.claim_launch(&"search", now).is_launch());
+    /// assert!(!state.claim_launch(&"search", now).is_launch());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn is_launch(&self) -> bool {
         matches!(self, Self::Launch)
     }
 
     /// When to ask again, unless this caller is to launch.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 10 s launch timeout
+    /// let now = Instant::now();
+    /// assert_eq!(state.claim_launch(&"search", now).retry_after(), None);
+    /// // The winner's claim is pending: the others wait until it would lapse.
+    /// let other = state.claim_launch(&"search", now + Duration::from_secs(4));
+    /// assert_eq!(other.retry_after(), Some(Duration::from_secs(6)));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retry_after(&self) -> Option<Duration> {
         match *self {
             Self::Launch => None,
@@ -211,7 +419,26 @@ impl BackendLaunchDecision {
         }
     }
 
-    /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up.
+    /// [`retry_after`](Self::retry_after) in whole milliseconds, rounded up; saturates at
+    /// `u64::MAX`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff
+    /// let now = Instant::now();
+    /// assert!(state.record_crash("search", now).is_retry());
+    /// // 149.5 ms of backoff left: come back in 150 ms.
+    /// let early = state.claim_launch(&"search", now + Duration::from_micros(100_500));
+    /// assert_eq!(early.retry_after_ms(), Some(150));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn retry_after_ms(&self) -> Option<u64> {
         self.retry_after().map(millis_rounded_up)
     }

@@ -2,6 +2,8 @@
 
 /// Which broker instance a backend belongs to.
 ///
+/// Plain data: nothing about it panics.
+///
 /// # Examples
 ///
 /// ```
@@ -29,7 +31,8 @@ pub enum BrokerInstanceKey {
 
 /// A backend's identity: broker instance, service name and service version.
 ///
-/// Two crashes count against the same budget exactly when their keys are equal.
+/// Two crashes count against the same budget exactly when their keys are equal. It is the
+/// state's default key type; nothing about it panics.
 ///
 /// # Examples
 ///
@@ -53,6 +56,26 @@ pub struct BackendKey {
 
 impl BackendKey {
     /// Builds a key from its three parts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::{BackendKey, BackendRecoveryState, BrokerInstanceKey};
+    ///
+    /// let key = BackendKey::new(BrokerInstanceKey::Shared, "search", "2.1.0");
+    /// assert_eq!(key.service_version, "2.1.0");
+    ///
+    /// // The state's default key type.
+    /// let state = BackendRecoveryState::new();
+    /// let now = Instant::now();
+    /// assert!(state.record_crash(key.clone(), now).is_retry());
+    /// assert!(!state.status(&key, now).is_available());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn new(
         instance: BrokerInstanceKey,
         service_name: impl Into<String>,

@@ -7,23 +7,14 @@
 //! [`BackendRecoveryState::status`] first. The decisions are those of the broker's original
 //! single-threaded module, to the nanosecond; this crate makes them concurrent.
 //!
-//! How it works, one file per layer:
-//! - `policy.rs`: the tuning, its defaults and the backoff schedule; `builder.rs` checks it;
-//! - `decision.rs`: the answers, and their whole-millisecond wire form;
-//! - `key.rs`: the default key, a backend's identity;
-//! - `epoch.rs`: instants as nanosecond ticks since an epoch the state picks;
-//! - `word.rs`: one backend's state as a packed 128-bit word (its crash budget and who may
-//!   launch it) and the pure transitions over it;
-//! - `cell.rs`: the atomic cell that applies them by compare-and-swap: the word alone for most
-//!   backends, a rich cell for the few a thread caches or that are reported by incarnation;
-//! - `table.rs`: the sharded map of cells (per shard, a table of plain cells and one of rich
-//!   cells, behind one reader-writer lock) and its lock discipline;
-//! - `cache.rs`: each thread's cache of the cells it meets often, read and updated without a
-//!   lock; a removed cell is marked in its word so cached copies notice;
-//! - `occupancy.rs`: the entry count, the optional cap, and when to purge by itself;
-//! - `metrics.rs`: per-thread counters of what was decided;
-//! - `state.rs`: [`BackendRecoveryState`], which ties them together;
-//! - `sync.rs`: the only door to atomics and locks, swapped for loom's under `--cfg loom`.
+//! How it works (the packed per-backend word and its transitions, the sharded map and its lock
+//! discipline, the per-thread read caches, automatic purging, and why each is built the way it
+//! is) is described in the design document, `docs/design.md` in the repository.
+//!
+//! No method panics on its own (one arithmetic overflow aside, on counters set by hand; see
+//! [`BackendRecoveryMetrics::crash_reports`]): a panic can only come from the caller's key type
+//! (its `Hash`, `Eq`, `Clone` or `Drop`) or hasher, and propagates to the caller. Each item's
+//! docs say which.
 //!
 //! # Examples
 //!

@@ -22,6 +22,23 @@ use thread_local::ThreadLocal;
 ///
 /// While other threads are recording, a read sums per-thread counters one after another: each
 /// counter is exact for what it has seen, the set is not one atomic cut.
+///
+/// Plain data; see [`crash_reports`](Self::crash_reports) for its one way to panic.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+/// use backend_recovery::BackendRecoveryState;
+///
+/// let state = BackendRecoveryState::<&str>::new();
+/// let now = Instant::now();
+/// state.record_crash("search", now);
+/// state.record_crash("search", now);
+/// state.record_success("search");
+/// let metrics = state.metrics();
+/// assert_eq!((metrics.retries_granted, metrics.refusals, metrics.successes), (1, 1, 1));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -41,9 +58,33 @@ pub struct BackendRecoveryMetrics {
 }
 
 impl BackendRecoveryMetrics {
-    /// Every crash report, however it was answered.
+    /// Every crash report, however it was answered. The counters wrap, and so does their sum.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// state.record_crash_of("search", 1, now);
+    /// state.record_crash_of("search", 1, now); // a duplicate
+    /// state.record_crash_of("search", 2, now); // refused
+    /// let metrics = state.metrics();
+    /// assert_eq!(metrics.duplicates_coalesced, 1);
+    /// assert_eq!(metrics.crash_reports(), 3);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn crash_reports(&self) -> u64 {
-        self.retries_granted + self.refusals + self.capacity_refusals + self.duplicates_coalesced
+        // Wrapping, as the counters do: fields written by hand cannot make it panic.
+        self.retries_granted
+            .wrapping_add(self.refusals)
+            .wrapping_add(self.capacity_refusals)
+            .wrapping_add(self.duplicates_coalesced)
     }
 }
 

@@ -9,8 +9,8 @@
 //! How the count is kept depends on the cap. With one, it is a single counter reserved by
 //! compare-and-swap, exact at every moment, because a refusal depends on it. Without one, each
 //! thread keeps its own net count (its inserts minus its removals) in its own cache line and
-//! `len()` sums them: inserting and removing then write no shared memory (a shared counter was
-//! a read-modify-write on one line from every thread, twice per churned key), and a thread
+//! `len()` sums them: inserting and removing then write no shared memory (a shared counter would
+//! be a read-modify-write on one line from every thread, twice per churned key), and a thread
 //! checks the sum only every [`CHECK_EVERY`] of its inserts. No decision depends on that count,
 //! only when purges run; under `--cfg loom` the state always keeps the exact counter.
 //!
@@ -87,9 +87,10 @@ impl Drop for PurgeLead<'_> {
 /// from missing the removals of a purge running beside it is the table's: a purge reads each
 /// shard's purge bound with `Acquire`, which another purge stores with `Release` after its
 /// removals from that shard (an insert's `fetch_min` on it, a read-modify-write, keeps that
-/// store's release sequence), or takes the shard's lock. Loom model 14: with the bounds
-/// `Relaxed`, a lead that skipped a shard another purge (a helper's, or the lead's before it)
-/// had just emptied counted the removed entry and set the next threshold from it. (A thread
+/// store's release sequence), or takes the shard's lock. The loom model
+/// `loom-tests/tests/automatic_purge.rs` shows why: with the bounds `Relaxed`, a lead that skips
+/// a shard another purge (a helper's, or the lead's before it) has just emptied counts the
+/// removed entry and sets the next threshold from it. (A thread
 /// that wins the flag just after a lead lowered it may still read the old threshold and lead a
 /// purge that finds nothing: a wasted scan, no wrong answer.)
 #[derive(Debug)]

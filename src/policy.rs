@@ -27,6 +27,23 @@ const MINIMUM_DURATION: Duration = Duration::from_millis(1);
 const PER_MILLE: u128 = 1000;
 
 /// How the delay before each retry in a window grows with the attempt number.
+///
+/// Plain data: nothing about it panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use backend_recovery::{BackendRecoveryPolicy, BackoffGrowth};
+///
+/// assert_eq!(BackendRecoveryPolicy::default().backoff_growth, BackoffGrowth::Fixed);
+/// let policy = BackendRecoveryPolicy::builder()
+///     .exponential_backoff(1.5, Duration::from_secs(1))
+///     .build()?;
+/// let growth = BackoffGrowth::Exponential { factor_per_mille: 1500, cap: Duration::from_secs(1) };
+/// assert_eq!(policy.backoff_growth, growth);
+/// # Ok::<(), backend_recovery::PolicyError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
@@ -54,6 +71,8 @@ pub enum BackoffGrowth {
 /// struct is `#[non_exhaustive]`: build it with [`new`](Self::new), [`Default`] or
 /// [`builder`](Self::builder), which checks the settings. A state clamps whatever it is given
 /// into range (see [`builder`](Self::builder) for the ranges).
+///
+/// Plain data: none of its methods panics.
 ///
 /// [`BackendRecoveryState`]: crate::BackendRecoveryState
 ///
@@ -100,6 +119,26 @@ impl BackendRecoveryPolicy {
     ///
     /// Any non-zero duration is kept as given, up to and including [`Duration::MAX`]: a window
     /// that long means a backend that crashed twice is refused for the life of the process.
+    /// The launch timeout is [`DEFAULT_LAUNCH_TIMEOUT`], or the window if that is shorter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backend_recovery::BackendRecoveryPolicy;
+    ///
+    /// let policy = BackendRecoveryPolicy::new(Duration::from_millis(100), Duration::from_secs(10));
+    /// assert_eq!(policy.retry_backoff, Duration::from_millis(100));
+    /// assert_eq!(policy.retries_per_window, 1);
+    /// assert_eq!(policy.launch_timeout, Duration::from_secs(10));
+    /// // A launch claim never outlives the window.
+    /// let short = BackendRecoveryPolicy::new(Duration::from_millis(100), Duration::from_secs(2));
+    /// assert_eq!(short.launch_timeout, Duration::from_secs(2));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn new(retry_backoff: Duration, budget_window: Duration) -> Self {
         Self {
             retry_backoff: at_least_minimum(retry_backoff),
@@ -113,6 +152,8 @@ impl BackendRecoveryPolicy {
     }
 
     /// A builder for the settings beyond the spec, checked when built.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
@@ -128,16 +169,41 @@ impl BackendRecoveryPolicy {
     /// assert_eq!(delays, [100, 200, 400, 800, 1000]);
     /// assert!(BackendRecoveryPolicy::builder().jitter(1.5).build().is_err());
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn builder() -> crate::BackendRecoveryPolicyBuilder {
         crate::BackendRecoveryPolicyBuilder::new()
     }
 
     /// The delay before retry `attempt` (1-based) of a window, for a key whose jitter seed is
-    /// `jitter_seed` (see [`jitter_seed`]); exact to the nanosecond, never panics.
+    /// `jitter_seed` (see [`jitter_seed`]); exact to the nanosecond.
     ///
     /// Exponential growth multiplies in integer nanoseconds, rounding down at each step, and
     /// stops at the cap; jitter then adds `delay × jitter × u`, with `u` in `[0, 1)` drawn from
-    /// the seed and the attempt, and the cap still bounds the sum.
+    /// the seed and the attempt, and the cap still bounds the sum. This is the delay a
+    /// [`BackendRecoveryState`](crate::BackendRecoveryState) with this policy grants.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backend_recovery::{BackendRecoveryPolicy, jitter_seed};
+    ///
+    /// let policy = BackendRecoveryPolicy::builder().jitter(0.2).build()?;
+    /// let seed = jitter_seed("search");
+    /// let delay = policy.retry_delay(1, seed);
+    /// // 250 ms, lengthened by less than 20%, and the same every time for this key.
+    /// assert!(delay >= Duration::from_millis(250) && delay < Duration::from_millis(300));
+    /// assert_eq!(delay, policy.retry_delay(1, seed));
+    /// # Ok::<(), backend_recovery::PolicyError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, whatever the fields hold (they are public, so they may be out of range):
+    /// arithmetic saturates at [`Duration::MAX`].
     #[inline]
     pub fn retry_delay(&self, attempt: u32, jitter_seed: u64) -> Duration {
         // A fixed backoff without jitter (the default): the general arithmetic below gives this
@@ -221,6 +287,24 @@ impl Default for BackendRecoveryPolicy {
 /// The jitter seed of a key: a hash with fixed keys (std's `DefaultHasher::new()`), so the same
 /// key gets the same jitter in every state and every run of the same build, while different
 /// keys spread. The state computes it only when the policy has jitter.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+/// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState, jitter_seed};
+///
+/// let policy = BackendRecoveryPolicy::builder().jitter(0.5).build()?;
+/// let state = BackendRecoveryState::<&str>::with_policy(policy);
+/// let decision = state.record_crash("search", Instant::now());
+/// // The state's delay for a key is the policy's for that key's seed.
+/// assert_eq!(decision.retry_after(), policy.retry_delay(1, jitter_seed("search")));
+/// # Ok::<(), backend_recovery::PolicyError>(())
+/// ```
+///
+/// # Panics
+///
+/// Never, unless `key`'s `Hash` implementation panics.
 pub fn jitter_seed<K: std::hash::Hash + ?Sized>(key: &K) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(key)

@@ -71,6 +71,9 @@ use room::capacity_refusal;
 /// caps it; [`snapshot`](Self::snapshot) and [`metrics`](Self::metrics) show what it holds and
 /// what it decided.
 ///
+/// No method panics on its own; a panic in the key type's `Hash`, `Eq`, `Clone` or `Drop` (or in
+/// the hasher) propagates to the caller.
+///
 /// # Examples
 ///
 /// ```
@@ -113,6 +116,22 @@ pub struct BackendRecoveryState<K: Send = BackendKey, S = RandomState> {
 }
 
 /// One tracked key and its status, from [`BackendRecoveryState::snapshot`].
+///
+/// Plain data: nothing about it panics.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+/// use backend_recovery::{BackendRecoverySnapshotEntry, BackendRecoveryState};
+///
+/// let state = BackendRecoveryState::<&str>::new();
+/// let now = Instant::now();
+/// state.record_crash("search", now);
+/// let entries: Vec<BackendRecoverySnapshotEntry<&str>> = state.snapshot(now);
+/// assert_eq!(entries[0].key, "search");
+/// assert_eq!(entries[0].status, state.status("search", now));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BackendRecoverySnapshotEntry<K> {
@@ -124,11 +143,44 @@ pub struct BackendRecoverySnapshotEntry<K> {
 
 impl<K: Hash + Eq + Send> BackendRecoveryState<K, RandomState> {
     /// Empty state with the default policy (250 ms backoff, 30 s window).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// assert!(state.is_empty());
+    /// assert_eq!(state.policy(), BackendRecoveryPolicy::default());
+    /// assert_eq!(state.max_entries(), None);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn new() -> Self {
         Self::with_policy(BackendRecoveryPolicy::default())
     }
 
-    /// Empty state with the given policy; zero durations in it are clamped to 1 ms.
+    /// Empty state with the given policy, normalised: zero durations in it are clamped to 1 ms,
+    /// and the other settings into their ranges (see [`policy`](Self::policy)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let policy = BackendRecoveryPolicy::new(Duration::from_millis(100), Duration::from_secs(10));
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// let first = state.record_crash("search", Instant::now());
+    /// assert_eq!(first.retry_after(), Duration::from_millis(100));
+    /// assert_eq!(state.policy(), policy);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn with_policy(policy: BackendRecoveryPolicy) -> Self {
         Self::with_policy_and_hasher(policy, RandomState::new())
     }
@@ -141,7 +193,26 @@ impl<K: Hash + Eq + Send> Default for BackendRecoveryState<K, RandomState> {
 }
 
 impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
-    /// Empty state with the given policy and a hasher for the key map.
+    /// Empty state with the given policy (normalised as by [`with_policy`](Self::with_policy))
+    /// and a hasher for the key map.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::hash::{BuildHasherDefault, DefaultHasher};
+    /// use std::time::Instant;
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState};
+    ///
+    /// let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    /// let policy = BackendRecoveryPolicy::default();
+    /// let state = BackendRecoveryState::<&str, _>::with_policy_and_hasher(policy, hasher);
+    /// assert!(state.record_crash("search", Instant::now()).is_retry());
+    /// assert_eq!(state.len(), 1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn with_policy_and_hasher(policy: BackendRecoveryPolicy, hasher: S) -> Self {
         let policy = Rules::new(policy.normalized());
         BackendRecoveryState {
@@ -175,12 +246,50 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Meant for a new state, but given to one that holds entries it counts them: if they are
     /// `max_entries` or more, it keeps them all and refuses new keys until successes or purges
     /// bring it under the cap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryDecision, BackendRecoveryRefusalReason, BackendRecoveryState};
+    ///
+    /// let state = BackendRecoveryState::<&str>::new().with_max_entries(1); // 30 s window
+    /// let now = Instant::now();
+    /// assert!(state.record_crash("search", now).is_retry());
+    /// // Full: a new backend is refused until "search" could be purged, two windows on.
+    /// let full = BackendRecoveryDecision::Refuse {
+    ///     reason: BackendRecoveryRefusalReason::CapacityExhausted,
+    ///     retry_after: Duration::from_secs(60),
+    /// };
+    /// assert_eq!(state.record_crash("index", now), full);
+    /// state.record_success("search"); // frees the place at once
+    /// assert!(state.record_crash("index", now).is_retry());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn with_max_entries(mut self, max_entries: usize) -> Self {
         self.occupancy = self.occupancy.with_cap(max_entries);
         self
     }
 
     /// The same state without counters: [`metrics`](Self::metrics) then reads all zeros.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::{BackendRecoveryMetrics, BackendRecoveryState};
+    ///
+    /// let state = BackendRecoveryState::<&str>::new().without_metrics();
+    /// assert!(state.record_crash("search", Instant::now()).is_retry());
+    /// assert_eq!(state.metrics(), BackendRecoveryMetrics::default());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn without_metrics(mut self) -> Self {
         self.metrics = Metrics::disabled();
         self
@@ -240,6 +349,28 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// or after the window's end opens a new window. A `now` earlier than the window's start
     /// counts as no time elapsed. Every call counts, as in the spec; when several workers may
     /// report one death, use [`record_crash_of`](Self::record_crash_of).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryDecision, BackendRecoveryState};
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 250 ms backoff, 30 s window
+    /// let t0 = Instant::now();
+    /// let retry = BackendRecoveryDecision::Retry { retry_after: Duration::from_millis(250), attempt: 1 };
+    /// assert_eq!(state.record_crash("search", t0), retry);
+    /// let refused = state.record_crash("search", t0 + Duration::from_secs(5));
+    /// assert!(!refused.is_retry());
+    /// assert_eq!(refused.retry_after(), Duration::from_secs(25));
+    /// // The window has passed: the next crash opens a new one.
+    /// assert_eq!(state.record_crash("search", t0 + Duration::from_secs(30)), retry);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless the key's `Hash`, `Eq` or `Drop` implementation (or the hasher)
+    /// panics; the panic propagates to the caller.
     pub fn record_crash(&self, key: K, now: Instant) -> BackendRecoveryDecision {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
@@ -322,6 +453,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// assert!(second.counted && !second.decision.is_retry());
     /// assert_eq!(state.metrics().duplicates_coalesced, 1);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless the key's `Hash`, `Eq` or `Drop` implementation (or the hasher)
+    /// panics; the panic propagates to the caller.
     pub fn record_crash_of(&self, key: K, incarnation: u64, now: Instant) -> BackendCrashReport {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
@@ -371,6 +507,27 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// its shard's presence summary, one atomic load, without any guard either; only when the
     /// summary cannot tell (another key of the shard shares its bit) is it looked up under the
     /// read guard. `K: Clone` because the cache keeps its own copy of the key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::{BackendRecoveryState, BackendRecoveryStatus};
+    ///
+    /// let state = BackendRecoveryState::<String>::new(); // 30 s window
+    /// let now = Instant::now();
+    /// assert_eq!(state.status("search", now), BackendRecoveryStatus::Healthy);
+    /// state.record_crash("search".to_string(), now);
+    /// state.record_crash("search".to_string(), now); // budget spent
+    /// let gate = state.status("search", now + Duration::from_secs(10));
+    /// assert!(!gate.is_available());
+    /// assert_eq!(gate.retry_after_ms(), Some(20_000));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless the key's `Hash`, `Eq` or `Clone` implementation (or the hasher) panics;
+    /// the panic propagates to the caller.
     pub fn status<Q>(&self, key: &Q, now: Instant) -> BackendRecoveryStatus
     where
         K: Borrow<Q> + Clone,
@@ -411,21 +568,92 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// Exact when no other thread is inserting or removing. Without a cap, each thread counts
     /// its own inserts and removals (so that counting never contends) and this sums them: O(threads
     /// that ever inserted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// state.record_crash("index", now);
+    /// assert_eq!(state.len(), 2);
+    /// state.record_success("search");
+    /// assert_eq!(state.len(), 1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn len(&self) -> usize {
         self.occupancy.len()
     }
 
-    /// `true` if no key has an entry.
+    /// `true` if no key has an entry (see [`len`](Self::len)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// assert!(state.is_empty());
+    /// state.record_crash("search", Instant::now());
+    /// assert!(!state.is_empty());
+    /// state.record_success("search");
+    /// assert!(state.is_empty());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The policy in force, with zero durations clamped.
+    /// The policy in force, normalised: zero durations clamped to 1 ms, retries to
+    /// [`MAX_RETRIES_PER_WINDOW`](crate::MAX_RETRIES_PER_WINDOW), a backoff factor to at least
+    /// 1, jitter to at most 1, and the launch timeout to the budget window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backend_recovery::{BackendRecoveryPolicy, BackendRecoveryState, MAX_RETRIES_PER_WINDOW};
+    ///
+    /// let mut policy = BackendRecoveryPolicy::new(Duration::ZERO, Duration::from_secs(30));
+    /// policy.retries_per_window = 100; // a public field, set past what the state can count
+    /// let state = BackendRecoveryState::<&str>::with_policy(policy);
+    /// assert_eq!(state.policy().retries_per_window, MAX_RETRIES_PER_WINDOW);
+    /// assert_eq!(state.policy().retry_backoff, Duration::from_millis(1));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn policy(&self) -> BackendRecoveryPolicy {
         *self.policy
     }
 
-    /// The cap set by [`with_max_entries`](Self::with_max_entries), if any.
+    /// The cap set by [`with_max_entries`](Self::with_max_entries), if any (a cap of
+    /// `usize::MAX` reads as none).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// assert_eq!(BackendRecoveryState::<&str>::new().max_entries(), None);
+    /// let capped = BackendRecoveryState::<&str>::new().with_max_entries(10_000);
+    /// assert_eq!(capped.max_entries(), Some(10_000));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn max_entries(&self) -> Option<usize> {
         Some(self.occupancy.max_entries()).filter(|&max| max != usize::MAX)
     }
@@ -434,7 +662,31 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ///
     /// Each entry is read consistently; the whole is not one atomic cut: shards are read one
     /// after another while other threads keep recording. Entries whose window has closed are
-    /// listed as `Healthy` until they are purged.
+    /// listed as `Healthy` until they are purged, and so are keys that only have a launch claim
+    /// ([`claim_launch`](Self::claim_launch)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// state.record_crash("search", now); // refused
+    /// state.record_crash("index", now);
+    /// let mut entries = state.snapshot(now + Duration::from_secs(1));
+    /// entries.sort_by_key(|entry| entry.key);
+    /// assert_eq!(entries.len(), 2);
+    /// assert!(entries[0].key == "index" && entries[0].status.is_available());
+    /// assert!(entries[1].key == "search" && !entries[1].status.is_available());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless the key's `Clone` implementation panics; the panic propagates to
+    /// the caller.
     pub fn snapshot(&self, now: Instant) -> Vec<BackendRecoverySnapshotEntry<K>>
     where
         K: Clone,
@@ -452,6 +704,25 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
 
     /// What the state has decided since it was built (all zeros after
     /// [`without_metrics`](Self::without_metrics)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// state.record_crash("search", now);
+    /// let metrics = state.metrics();
+    /// assert_eq!((metrics.retries_granted, metrics.refusals), (1, 1));
+    /// assert_eq!(metrics.crash_reports(), 2);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never.
     pub fn metrics(&self) -> BackendRecoveryMetrics {
         self.metrics.read()
     }

@@ -22,13 +22,12 @@
 //!
 //! A shard's two `hashbrown::HashTable`s are behind one reader-writer lock (`parking_lot`'s;
 //! loom's under `--cfg loom`, so the models check this very code, with eight shards). Why not
-//! `DashMap`, which the crate used first: its API hashes the key again for every call, so a
-//! crash of a new key (a lookup under the read guard that misses, then the insert under the
-//! write guard) hashed it twice, and a purge had to lock every shard; nor could it keep two
-//! forms of value under one lock. Here callers hash once ([`Table::hash_one`]) and pass the
-//! hash to every call, and each shard keeps a lower bound of when its entries become
-//! purgeable, so a purge skips the shards that hold nothing to purge.
-//! `docs/throughput-investigation.md` has the measurements.
+//! `DashMap`: its API hashes the key again for every call, so a crash of a new key (a lookup
+//! under the read guard that misses, then the insert under the write guard) would hash it
+//! twice, and a purge would have to lock every shard; nor can it keep two forms of value under
+//! one lock. Here callers hash once ([`Table::hash_one`]) and pass the hash to every call, and
+//! each shard keeps a lower bound of when its entries become purgeable, so a purge skips the
+//! shards that hold nothing to purge. `docs/design.md` has the measurements.
 //!
 //! A lookup of a key the table does not hold (the gate check of a healthy backend, by far the
 //! most common call of a broker) takes no guard in the common case: each shard keeps a summary
@@ -36,7 +35,7 @@
 //! [`Table::read_entry`] loads it before the read guard. A bit that is clear means "definitely
 //! absent", and the lookup answers `None` without locking or writing anything shared; a bit
 //! that is set (the key is there, or another key shares the bit, or a removed key left it set)
-//! sends the lookup under the read guard as before. Taking a read guard is a read-modify-write
+//! sends the lookup under the read guard. Taking a read guard is a read-modify-write
 //! of the shard's lock word, a cache line that every core looking up keys of that shard keeps
 //! stealing from the others; the summary is written only under the write guard.
 //!
@@ -64,7 +63,7 @@
 //! - a check racing an insert may load the summary before the bit is set, and answers as if it
 //!   came first: the insert has not returned, so that order is allowed.
 //!
-//! Loom model 15 (`loom-tests/tests/absent_key_check.rs`) checks the second point, with a teeth
+//! The loom model `loom-tests/tests/absent_key_check.rs` checks the second point, with a teeth
 //! variant whose inserts do not set their bit.
 
 use std::borrow::Borrow;
@@ -81,13 +80,12 @@ use shard::{Entries, PRESENCE_REBUILD_MAX, Shard, presence_bit, remove_when};
 /// Shards of the map (a power of two). More shards cost 128 bytes each per state and make a
 /// collision between two writers rarer; it matters most when threads outnumber cores, where the
 /// holder of a write guard can be descheduled and every thread that needs its shard waits for
-/// it. Measured on the churn bench, 8 threads on 2 cores, when the shards were still dashmap's:
-/// 0.98x the mutex with 256 shards against 0.67x with 32 and 0.78x with 64 (median of five runs
-/// each), and 0.91x with dashmap's default of 8 (three runs); `docs/throughput-investigation.md`.
+/// it. On the churn bench, 8 threads on 2 cores, 32 or 64 shards are markedly slower than 256
+/// (see `docs/design.md`).
 /// Under loom, eight: enough that two keys of a model usually land in different shards (with
-/// two, the capacity models missed a bug that needs that: a purge skipping the shard of an
-/// insert still in progress), few enough for loom's branch budget; models that need two keys in
-/// one shard force it with a constant hasher.
+/// two, the capacity models, `loom-tests/tests/capacity.rs`, would miss a bug that needs that: a
+/// purge skipping the shard of an insert still in progress), few enough for loom's branch
+/// budget; models that need two keys in one shard force it with a constant hasher.
 #[cfg(not(loom))]
 const SHARDS: usize = 256;
 #[cfg(loom)]
@@ -425,7 +423,7 @@ where
         for shard in self.shards.iter() {
             // Acquire, with the `Release` below: a purge that skips a shard another purge has
             // just emptied sees that purge's removals counted, so the lead's survivor count is
-            // not stale (see `Occupancy`'s orderings; loom model 14).
+            // not stale (see `Occupancy`'s orderings; `loom-tests/tests/automatic_purge.rs`).
             let bound = shard.purgeable_from.load(Ordering::Acquire);
             if cutoff.is_none_or(|cutoff| bound > cutoff) {
                 earliest = earliest.min(bound);

@@ -46,7 +46,8 @@ use crate::policy::{BackendRecoveryPolicy, MAX_RETRIES_PER_WINDOW};
 
 /// A policy as the transitions apply it: the policy, and its durations in ticks, computed once.
 /// Why: a crash compares the time since its window opened with the window; as `Duration`s,
-/// that built one from nanoseconds (a division) per crash, which shows on short crash paths.
+/// that would build one from nanoseconds (a division) per crash, which shows on short crash
+/// paths.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rules {
     policy: BackendRecoveryPolicy,

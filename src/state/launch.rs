@@ -55,6 +55,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// assert!(state.claim_launch(&"indexer", due).is_launch());
     /// assert!(!state.claim_launch(&"indexer", due).is_launch());
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless the key's `Hash`, `Eq` or `Clone` implementation (or the hasher) panics;
+    /// the panic propagates to the caller.
     pub fn claim_launch(&self, key: &K, now: Instant) -> BackendLaunchDecision
     where
         K: Clone,
@@ -92,7 +97,29 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ///
     /// With a probation ([`min_uptime`](crate::BackendRecoveryPolicy::min_uptime)), this is
     /// [`record_success_at`](Self::record_success_at) at `Instant::now()`; without one (the
-    /// default), the spec's success, which needs no instant.
+    /// default), the spec's success, which needs no instant. Every call counts one success in
+    /// [`metrics`](Self::metrics), whether or not `key` had an entry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new();
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// assert!(!state.record_crash("search", now).is_retry(), "budget spent");
+    /// // The relaunched backend answered a Hello: its crashes are forgotten.
+    /// state.record_success("search");
+    /// assert!(state.is_empty());
+    /// assert!(state.record_crash("search", now + Duration::from_secs(1)).is_retry());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless the key's `Hash`, `Eq` or `Drop` implementation (or the hasher) panics;
+    /// the panic propagates to the caller.
     pub fn record_success<Q>(&self, key: &Q)
     where
         K: Borrow<Q>,
@@ -141,6 +168,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// assert!(!state.record_success_at("indexer", relaunch + Duration::from_millis(10)));
     /// assert!(!state.record_crash("indexer", relaunch + Duration::from_secs(2)).is_retry());
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless the key's `Hash`, `Eq` or `Drop` implementation (or the hasher) panics;
+    /// the panic propagates to the caller.
     pub fn record_success_at<Q>(&self, key: &Q, now: Instant) -> bool
     where
         K: Borrow<Q>,

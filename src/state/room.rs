@@ -21,6 +21,26 @@ impl<K: std::hash::Hash + Eq + Send, S: std::hash::BuildHasher + Clone> BackendR
     /// key's last incarnation (see [`record_crash_of`](Self::record_crash_of)): a report of it
     /// arriving after the purge counts as a new crash, even one counted just before its window
     /// closed. Takes each shard's write guard in turn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use backend_recovery::BackendRecoveryState;
+    ///
+    /// let state = BackendRecoveryState::<&str>::new(); // 30 s window
+    /// let now = Instant::now();
+    /// state.record_crash("search", now);
+    /// assert_eq!(state.purge_expired(now + Duration::from_secs(29)), 0);
+    /// assert_eq!(state.purge_expired(now + Duration::from_secs(30)), 1);
+    /// assert!(state.is_empty());
+    /// assert_eq!(state.metrics().entries_purged, 1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Never, unless a key's `Hash` or `Drop` implementation (or the hasher) panics; the
+    /// panic propagates to the caller.
     pub fn purge_expired(&self, now: Instant) -> usize {
         self.purge(self.epoch.ticks(now), self.policy.budget_window, Scan::Skip)
             .0

@@ -121,8 +121,8 @@ pub(super) struct Shard<K, P, R> {
     /// alone, as in [`super::Table::try_update_rich`], keeps the value's word, so its bound), reset by
     /// [`super::Table::retain`]; `u64::MAX` when the shard is empty.
     /// A removal leaves it as it is, possibly lower than need be, which costs a purge a scan of
-    /// the shard, nothing more. (Recomputing it on removal was measured: it moved the cost
-    /// from purges to removals, no gain.)
+    /// the shard, nothing more. (Recomputing it on removal would move the cost from purges to
+    /// removals, for no gain.)
     pub(super) purgeable_from: AtomicU64,
     /// The presence summary: the [`presence_bit`]s of the keys the shard may hold, a superset
     /// of those of the keys it holds. Written only under the write guard; read without any

@@ -166,3 +166,15 @@ proptest! {
         let _ = state.metrics();
     }
 }
+
+#[test]
+fn metrics_written_by_hand_sum_without_panicking() {
+    let state = BackendRecoveryState::<&str>::new();
+    state.record_crash("a", Instant::now());
+    let mut metrics = state.metrics();
+    assert_eq!(metrics.crash_reports(), 1);
+    metrics.refusals = u64::MAX;
+    metrics.duplicates_coalesced = 2;
+    // 1 + (2^64 - 1) + 2 wraps to 2, as the counters themselves wrap.
+    assert_eq!(metrics.crash_reports(), 2);
+}
