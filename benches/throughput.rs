@@ -26,10 +26,10 @@
 //! every workload, and a short sequence of successes and purges, exactly as ours does on one
 //! thread, so the three do the same work.
 //!
-//! Run the matrix with `cargo bench --bench throughput` (a few minutes on 2 cores), a smoke run
+//! Run the matrix with `cargo bench --bench throughput` (about 8 minutes on 2 cores), a smoke run
 //! with `cargo bench --bench throughput -- --test`, then `python3 benches/chart.py` for
-//! `docs/throughput.svg` and `docs/throughput.md`. Report ratios between implementations from
-//! one run, not absolute figures: the machines are noisy.
+//! `docs/throughput.svg` and the table of `docs/benchmarks.md`. Report ratios between
+//! implementations from one run, not absolute figures: the machines are noisy.
 
 mod stores;
 mod workloads;

@@ -5,7 +5,7 @@
 #   bash loom-tests/run.sh                          # default bound: 2 preemptions per interleaving
 #   LOOM_MAX_PREEMPTIONS=3 bash loom-tests/run.sh   # deeper: 1.5-5x the interleavings, still seconds
 #   LOOM_MAX_PREEMPTIONS=unbounded bash loom-tests/run.sh   # exhaustive: about 50 s once built, but
-#                                        # model 14's helping case ran over 10 minutes unfinished
+#                                        # automatic_purge.rs's helping case runs over 10 minutes
 #   LOOM_MAX_PREEMPTIONS=unbounded bash loom-tests/run.sh -- --skip helps   # all the rest
 #   bash loom-tests/run.sh --test first_crash       # extra arguments go to `cargo test`
 #   bash loom-tests/run.sh -- --test-threads=1      # ...including the test harness's own

@@ -2,8 +2,8 @@
 //!
 //! Loom replays a model many times and must see the same program each time, so a key has to
 //! land in the same shard in every run: `RandomState` would move it. [`FixedHasher`] hashes
-//! deterministically; [`OneShard`] sends every key to the same shard, which is how model 4 puts
-//! two keys under one lock.
+//! deterministically; [`OneShard`] sends every key to the same shard, which is how the
+//! shared-shard model (`shared_shard.rs`) puts two keys under one lock.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{BuildHasherDefault, Hasher};

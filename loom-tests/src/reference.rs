@@ -582,7 +582,7 @@ mod tests {
         );
     }
 
-    /// Issue 6's example schedule: 100 ms doubling up to 1 s over five retries, then a refusal
+    /// A multi-retry schedule: 100 ms doubling up to 1 s over five retries, then a refusal
     /// for the rest of the window; the gate says `Recovering` until the budget is spent.
     #[test]
     fn retries_per_window_follow_the_exponential_schedule() {

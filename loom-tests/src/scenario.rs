@@ -48,7 +48,7 @@ pub fn first_retry() -> BackendRecoveryDecision {
 /// Retries per window of [`multi_retry_policy`].
 pub const RETRIES: u32 = 2;
 
-/// Issue 6's settings for the models: [`RETRIES`] retries per window, the delay growing from
+/// The multi-retry settings of the models: [`RETRIES`] retries per window, the delay growing from
 /// [`BACKOFF`] by a factor of 2 per attempt (75 ms, then 150 ms) up to a cap of [`WINDOW`], and
 /// the same window.
 pub fn multi_retry_policy() -> BackendRecoveryPolicy {

@@ -1,5 +1,5 @@
-//! Model 15: a gate check of a key without an entry, answered from its shard's presence summary
-//! without any guard, racing the insert of that key.
+//! A gate check of a key without an entry, answered from its shard's presence summary without
+//! any guard, racing the insert of that key.
 //!
 //! `status` loads the shard's summary before the read guard and answers `Healthy` at once if the
 //! key's bit is clear (the crate's `table.rs`). An insert sets the bit under the write guard
@@ -128,46 +128,46 @@ fn model<S>(
     });
 }
 
-// Model 15: the check vs the insert of a plain entry.
+// The check vs the insert of a plain entry.
 #[test]
 fn absent_key_check_races_insert() {
     model(
-        "model 15: absent-key status vs insert",
+        "absent_key_check: status vs insert",
         Insert::Crash,
         Other::Idle,
         fixed_state,
     );
 }
 
-// Model 15: the check vs the insert of a rich entry (`record_crash_of`).
+// The check vs the insert of a rich entry (`record_crash_of`).
 #[test]
 fn absent_key_check_races_reported_insert() {
     model(
-        "model 15: absent-key status vs insert by incarnation",
+        "absent_key_check: status vs insert by incarnation",
         Insert::CrashOf,
         Other::Idle,
         fixed_state,
     );
 }
 
-// Model 15: one shard, one summary bit for both keys; the insert races the success of the other
-// key, whose removal may leave the shard empty just before or just after the insert.
+// One shard, one summary bit for both keys; the insert races the success of the other key,
+// whose removal may leave the shard empty just before or just after the insert.
 #[test]
 fn absent_key_check_races_insert_and_removal() {
     model(
-        "model 15: absent-key status vs insert and success, one shard",
+        "absent_key_check: status vs insert and success, one shard",
         Insert::Crash,
         Other::Success,
         one_shard_state,
     );
 }
 
-// Model 15: as above with a purge of the other key, which rebuilds the shard's summary from
-// what survives it.
+// As above with a purge of the other key, which rebuilds the shard's summary from what
+// survives it.
 #[test]
 fn absent_key_check_races_insert_and_purge() {
     model(
-        "model 15: absent-key status vs insert and purge, one shard",
+        "absent_key_check: status vs insert and purge, one shard",
         Insert::Crash,
         Other::Purge,
         one_shard_state,
@@ -179,13 +179,13 @@ fn unmarked_state(policy: BackendRecoveryPolicy) -> BackendRecoveryState<Key, Fi
     fixed_state(policy).with_broken_presence_summary()
 }
 
-// Model 15's teeth: with inserts that leave the summary as it was, a check after the insert
-// returned answers `Healthy` from the summary, and loom must find that.
+// Teeth: with inserts that leave the summary as it was, a check after the insert returned
+// answers `Healthy` from the summary, and loom must find that.
 #[test]
 fn teeth_unmarked_inserts_are_caught() {
     let message = failure_of(|| {
         model(
-            "model 15: teeth, inserts that do not mark the summary",
+            "absent_key_check: teeth, inserts that do not mark the summary",
             Insert::Crash,
             Other::Idle,
             unmarked_state,
@@ -195,5 +195,5 @@ fn teeth_unmarked_inserts_are_caught() {
         message.contains("after the insert returned") || message.contains("after joining"),
         "failed for another reason: {message}"
     );
-    println!("teeth: unmarked inserts fail model 15 as they must: {message}");
+    println!("teeth: unmarked inserts fail absent_key_check as they must: {message}");
 }

@@ -1,4 +1,4 @@
-//! Model 14: the automatic purge's trigger, racing inserts.
+//! The automatic purge's trigger, racing inserts.
 //!
 //! An insert that brings the entry count to the purge threshold claims the lead by
 //! compare-and-swap on a flag, purges the entries two windows old, sets the next threshold from
@@ -55,7 +55,7 @@ fn state_holding_old(base: Instant) -> BackendRecoveryState<Key, FixedHasher> {
     state
 }
 
-/// The properties of model 14 once the threads have crashed `keys` (new keys, each once) at
+/// The properties of this model once the threads have crashed `keys` (new keys, each once) at
 /// `at`, three windows after [`OLD`]'s crash.
 fn check_after_threads(
     state: &BackendRecoveryState<Key, FixedHasher>,
@@ -106,7 +106,7 @@ fn check_after_threads(
     panic!("six inserts never reached the threshold {threshold}");
 }
 
-/// Model 14's run: this thread crashes [`A`] while another crashes `theirs` in turn, all new
+/// The model's run: this thread crashes [`A`] while another crashes `theirs` in turn, all new
 /// keys at three windows after [`OLD`]'s crash; then the checks of [`check_after_threads`].
 fn race(name: &str, theirs: &'static [Key]) {
     run_model(name, move || {
@@ -132,7 +132,7 @@ fn race(name: &str, theirs: &'static [Key]) {
 /// [`OLD`]; the other finds the flag taken or the purge done.
 #[test]
 fn two_inserts_race_for_the_lead() {
-    race("14: two inserts race for the automatic purge's lead", &[B]);
+    race("automatic_purge: two inserts race for the lead", &[B]);
 }
 
 /// One thread inserts one key while the other inserts two: with [`OLD`] and all three keys the
@@ -141,7 +141,7 @@ fn two_inserts_race_for_the_lead() {
 #[test]
 fn an_insert_helps_a_running_purge() {
     race(
-        "14: an insert past twice the threshold helps a running purge",
+        "automatic_purge: an insert past twice the threshold helps a running purge",
         &[B, C],
     );
 }

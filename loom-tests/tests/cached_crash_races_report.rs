@@ -1,4 +1,4 @@
-//! Model 13: a crash through a thread's read cache racing `record_crash_of` on the same key.
+//! A crash through a thread's read cache racing `record_crash_of` on the same key.
 //!
 //! `record_crash_of` counts a report under the shard's write guard, but the guard keeps out
 //! only the crashes that go through the table: a thread that has the key in its read cache
@@ -26,9 +26,9 @@ fn one_second_retry(history: &History) {
     assert_eq!(seconds, 1, "{history:#?}");
 }
 
-// Model 13. The setup's crash grants the first retry. The second thread (spawned, so its cache
-// starts empty; the first runs on loom's main thread, as the setup does) checks the key twice,
-// which under loom caches it (the second lookup gives the cell a shared word), then crashes it
+// The setup's crash grants the first retry. The second thread (spawned, so its cache starts
+// empty; the first runs on loom's main thread, as the setup does) checks the key twice, which
+// under loom caches it (the second lookup gives the cell a shared word), then crashes it
 // through the cache, while the first thread reports a crash of incarnation 7.
 #[test]
 fn a_cached_crash_and_a_report_of_one_key_both_count() {
@@ -40,7 +40,7 @@ fn a_cached_crash_and_a_report_of_one_key_both_count() {
         .thread([Op::Status(KEY, at), Op::Status(KEY, at), Op::Crash(KEY, at)])
         .after([Op::Status(KEY, at)])
         .check_sequential_consistency(
-            "model 13: a cached crash racing a report",
+            "cached_crash_races_report: a cached crash racing a report",
             fixed_state,
             one_second_retry,
         );

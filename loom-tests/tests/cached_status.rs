@@ -1,5 +1,4 @@
-//! Model 12: a gate check through a thread's read cache racing the key's removal and
-//! re-insertion.
+//! A gate check through a thread's read cache racing the key's removal and re-insertion.
 //!
 //! `status` keeps, per thread, a handle on the cells it has looked up, and later reads the cell
 //! through it without any guard (the crate's `cache.rs`). The handle outlives the table's guard,
@@ -107,21 +106,21 @@ fn model<S>(
     });
 }
 
-// Model 12: a cached check vs a success and a new crash.
+// A cached check vs a success and a new crash.
 #[test]
 fn cached_check_races_success_and_reinsertion() {
     model(
-        "model 12: cached status vs success and re-insertion",
+        "cached_status: cached status vs success and re-insertion",
         Forget::Success,
         fixed_state,
     );
 }
 
-// Model 12: a cached check vs a purge of the closed window and a new crash.
+// A cached check vs a purge of the closed window and a new crash.
 #[test]
 fn cached_check_races_purge_and_reinsertion() {
     model(
-        "model 12: cached status vs purge and re-insertion",
+        "cached_status: cached status vs purge and re-insertion",
         Forget::Purge,
         fixed_state,
     );
@@ -132,31 +131,31 @@ fn unretiring_state(policy: BackendRecoveryPolicy) -> BackendRecoveryState<Key, 
     fixed_state(policy).with_broken_retirement()
 }
 
-/// Runs a teeth model of model 12 (`which` part of it), which must fail, and checks that it
-/// failed for the right reason: its message contains `reason`.
+/// Runs a teeth model of the cached-status model (`which` part of it), which must fail, and
+/// checks that it failed for the right reason: its message contains `reason`.
 fn assert_caught(which: &str, reason: &str, teeth: impl FnOnce()) {
     let message = failure_of(teeth);
     assert!(
         message.contains(reason),
         "failed for another reason: {message}"
     );
-    println!("teeth: the unretired cache fails model 12 ({which}) as it must: {message}");
+    println!("teeth: the unretired cache fails cached_status ({which}) as it must: {message}");
 }
 
-// Model 12's teeth: with removals that do not retire cells, a thread keeps reading the removed
-// cell from its cache, and loom must find the interleaving where that shows.
+// Teeth: with removals that do not retire cells, a thread keeps reading the removed cell from
+// its cache, and loom must find the interleaving where that shows.
 #[test]
 fn teeth_unretired_cells_are_caught() {
     assert_caught("checks", "checked after the re-insertion finished", || {
         model(
-            "model 12: teeth, removals without retirement",
+            "cached_status: teeth, removals without retirement",
             Forget::Success,
             unretiring_state,
         )
     });
 }
 
-/// Model 12, crashes: a thread crashing a key through its cached cell while another thread
+/// The crash part: a thread crashing a key through its cached cell while another thread
 /// forgets the key and crashes it again. The key crashed once at `base` (its first lookup on
 /// this thread); this thread crashes it three times at `at` (the first caches its cell, the
 /// others go through the cache while the cached cell lasts); the other thread records a
@@ -206,27 +205,27 @@ where
     });
 }
 
-// Model 12: crashes through a cached cell vs a success and a new crash.
+// Crashes through a cached cell vs a success and a new crash.
 #[test]
 fn cached_crash_races_success_and_reinsertion() {
     crash_model(
-        "model 12: cached crash vs success and re-insertion",
+        "cached_status: cached crash vs success and re-insertion",
         fixed_state,
     );
 }
 
-// Model 12's teeth for crashes: without retirement, the third crash lands in the removed cell.
+// Teeth for crashes: without retirement, the third crash lands in the removed cell.
 #[test]
 fn teeth_unretired_cells_lose_crashes() {
     assert_caught("crashes", "was not counted in it", || {
         crash_model(
-            "model 12: teeth, crashes without retirement",
+            "cached_status: teeth, crashes without retirement",
             unretiring_state,
         )
     });
 }
 
-/// Model 12, purge: a purge of the key's closed window racing a crash through the cached cell
+/// The purge part: a purge of the key's closed window racing a crash through the cached cell
 /// that reopens it. Crash first: the window reopens and the purge keeps the entry. Purge first:
 /// the cached cell is gone and the crash inserts the key again. Either way the crash is a first
 /// crash and the key is left with one entry that holds it; a purge that checked the window and
@@ -265,18 +264,18 @@ where
     });
 }
 
-// Model 12: a purge vs a crash through the cached cell of the expiring key.
+// A purge vs a crash through the cached cell of the expiring key.
 #[test]
 fn purge_races_cached_crash() {
-    purge_model("model 12: purge vs cached crash", fixed_state);
+    purge_model("cached_status: purge vs cached crash", fixed_state);
 }
 
-// Model 12's teeth for purges: without retirement, the crash lands in the purged cell.
+// Teeth for purges: without retirement, the crash lands in the purged cell.
 #[test]
 fn teeth_unretired_cells_lose_crashes_to_purges() {
     assert_caught("purge", "left []", || {
         purge_model(
-            "model 12: teeth, purge without retirement",
+            "cached_status: teeth, purge without retirement",
             unretiring_state,
         )
     });

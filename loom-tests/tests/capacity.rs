@@ -1,4 +1,4 @@
-//! Model 10: the capacity cap (`with_max_entries`) under concurrent inserts and removals.
+//! The capacity cap (`with_max_entries`) under concurrent inserts and removals.
 //!
 //! A new key reserves its place in an atomic counter under its shard's write guard; when the
 //! state is full, the crash purges the entries two windows old and tries once more, and is
@@ -27,7 +27,7 @@ fn full(retry_after: Duration) -> BackendRecoveryDecision {
     }
 }
 
-/// Property of model 10, two new keys and one place: exactly one of them is tracked (a retry,
+/// Property of this model, two new keys and one place: exactly one of them is tracked (a retry,
 /// `BackingOff`); the other is refused for capacity until the tracked one can be purged, two
 /// windows from now, and stays `Healthy` (untracked); `len() == 1`.
 fn one_place_one_key(history: &History) {
@@ -78,35 +78,34 @@ fn two_new_keys() -> Scenario {
         .after([Op::Status(A, at), Op::Status(B, at)])
 }
 
-// Model 10: two new keys race for the one place, each in its own shard's write guard.
+// Two new keys race for the one place, each in its own shard's write guard.
 #[test]
 fn two_new_keys_race_for_one_place() {
     two_new_keys().check_sequential_consistency(
-        "model 10: two new keys, one place",
+        "capacity: two new keys, one place",
         fixed_state,
         one_place_one_key,
     );
 }
 
-// Model 10: the same race with both keys in one shard (constant hasher), so the inserts are
-// also serialized by the write guard and the loser's purge needs that guard too.
+// The same race with both keys in one shard (constant hasher), so the inserts are also
+// serialized by the write guard and the loser's purge needs that guard too.
 #[test]
 fn two_new_keys_of_one_shard_race_for_one_place() {
     two_new_keys().check_sequential_consistency(
-        "model 10: two new keys of one shard, one place",
+        "capacity: two new keys of one shard, one place",
         one_shard_state,
         one_place_one_key,
     );
 }
 
-// Model 10: the place is taken by a key that then succeeds while a new key crashes. Success
-// first: the place is free and the new key is tracked (a retry). Crash first: refused until the
-// tracked key could be purged (two windows after its crash, 1.6 s), then the success empties
-// the state. Both are allowed; nothing else is.
+// The place is taken by a key that then succeeds while a new key crashes. Success first: the
+// place is free and the new key is tracked (a retry). Crash first: refused until the tracked
+// key could be purged (two windows after its crash, 1.6 s), then the success empties the
+// state. Both are allowed; nothing else is.
 //
-// This model found a crate bug, since fixed: a removal gave its place back only after dropping
-// its write guard, so a crash running in that gap was refused although no order refuses it.
-// Places are now released under the guard that removes the entry.
+// A removal releases its place under its write guard; with the release after the guard, a
+// crash in that gap would be refused although no order refuses it.
 #[test]
 fn success_races_an_insert_into_a_full_state() {
     let base = Instant::now();
@@ -118,7 +117,7 @@ fn success_races_an_insert_into_a_full_state() {
         .thread([Op::Crash(B, at)])
         .after([Op::Status(A, at), Op::Status(B, at)])
         .check_sequential_consistency(
-            "model 10: success vs insert into a full state",
+            "capacity: success vs insert into a full state",
             fixed_state,
             |history| {
                 let decision = history.decision(1, 0);
@@ -136,13 +135,12 @@ fn success_races_an_insert_into_a_full_state() {
         );
 }
 
-// Model 10: the place is taken by a key whose window started two windows ago, so a crash of a
-// new key may purge it and take its place, while another thread purges explicitly. Whichever
-// purge removes the old entry, the new key is tracked: every sequential order retries it.
+// The place is taken by a key whose window started two windows ago, so a crash of a new key
+// may purge it and take its place, while another thread purges explicitly. Whichever purge
+// removes the old entry, the new key is tracked: every sequential order retries it.
 //
-// This model found a crate bug, since fixed: a removal gave its place back only after dropping
-// its write guard, so a crash running in that gap was refused although no order refuses it.
-// Places are now released under the guard that removes the entry.
+// A removal releases its place under its write guard; with the release after the guard, a
+// crash in that gap would be refused although no order refuses it.
 #[test]
 fn purge_races_an_insert_into_a_full_state() {
     let base = Instant::now();
@@ -154,7 +152,7 @@ fn purge_races_an_insert_into_a_full_state() {
         .thread([Op::Crash(B, at)])
         .after([Op::Status(B, at)])
         .check_sequential_consistency(
-            "model 10: purge vs insert into a full state",
+            "capacity: purge vs insert into a full state",
             fixed_state,
             |history| {
                 assert_eq!(history.decision(1, 0), &first_retry(), "{history:#?}");

@@ -1,4 +1,4 @@
-//! Model 2: `record_crash` racing `record_success` on the same key.
+//! `record_crash` racing `record_success` on the same key.
 //!
 //! `record_success` removes the entry under the shard's write guard while the crash either
 //! inserts (write guard) or updates the cell in place (read guard). Whichever wins, the result
@@ -15,7 +15,7 @@ use backend_recovery_loom_tests::{
 
 const KEY: Key = "indexer";
 
-/// Property of model 2: the final `status` and `len` agree with the crash's decision in the
+/// Property of this model: the final `status` and `len` agree with the crash's decision in the
 /// order it implies. Success last: no entry, `Healthy`. Crash last: one entry that has just
 /// crashed once in a fresh window (`BackingOff`, answered by a `Retry`).
 fn final_state_agrees_with_the_order(history: &History) {
@@ -42,7 +42,7 @@ fn final_state_agrees_with_the_order(history: &History) {
     }
 }
 
-// Model 2: a first crash (insert under the write guard) racing the key's removal.
+// A first crash (insert under the write guard) racing the key's removal.
 #[test]
 fn crash_of_a_new_key_races_success() {
     let at = Instant::now();
@@ -51,13 +51,13 @@ fn crash_of_a_new_key_races_success() {
         .thread([Op::Success(KEY)])
         .after([Op::Status(KEY, at)])
         .check_sequential_consistency(
-            "model 2: crash of a new key vs success",
+            "crash_and_success: crash of a new key vs success",
             fixed_state,
             final_state_agrees_with_the_order,
         );
 }
 
-// Model 2: a second crash (CAS under the read guard) racing the key's removal. Crash first:
+// A second crash (CAS under the read guard) racing the key's removal. Crash first:
 // refused, then forgotten. Success first: the crash is a first crash again and retries.
 #[test]
 fn crash_of_a_known_key_races_success() {
@@ -69,7 +69,7 @@ fn crash_of_a_known_key_races_success() {
         .thread([Op::Success(KEY)])
         .after([Op::Status(KEY, at)])
         .check_sequential_consistency(
-            "model 2: crash of a known key vs success",
+            "crash_and_success: crash of a known key vs success",
             fixed_state,
             |history| {
                 final_state_agrees_with_the_order(history);
@@ -96,7 +96,7 @@ fn two_crashes_and_a_success(policy: BackendRecoveryPolicy) -> Scenario {
         .after([Op::Status(KEY, at)])
 }
 
-/// Property of model 2 with three threads: an entry is left exactly when the final check sees
+/// Property of this model with three threads: an entry is left exactly when the final check sees
 /// one (no window closes at the crashes' instant), and the two concurrent crashes never share
 /// an attempt: at most `retries_per_window` retries between them, each a distinct attempt
 /// (with the success between them, the later crash is a first crash again and the earlier one
@@ -123,25 +123,25 @@ fn crashes_share_one_window(history: &History, retries_per_window: u32) {
     );
 }
 
-// Model 2 with three threads: two crashes of a known key race its removal. The success may
-// come before, between or after them; the key is left with none, one or two crashes
-// accordingly, and never with a crash counted in a removed entry.
+// Three threads: two crashes of a known key race its removal. The success may come before,
+// between or after them; the key is left with none, one or two crashes accordingly, and never
+// with a crash counted in a removed entry.
 #[test]
 fn two_crashes_race_success() {
     two_crashes_and_a_success(model_policy()).check_sequential_consistency(
-        "model 2: two crashes of a known key vs success, 3 threads",
+        "crash_and_success: two crashes of a known key vs success, 3 threads",
         fixed_state,
         |history| crashes_share_one_window(history, 1),
     );
 }
 
-// Model 2 with three threads and two retries per window (issue 6): the same race, where a crash
-// before the success is the window's second retry (attempt 2, 150 ms) and a crash after it a
-// first one again (attempt 1, 75 ms).
+// Three threads and two retries per window: the same race, where a crash before the success
+// is the window's second retry (attempt 2, 150 ms) and a crash after it a first one again
+// (attempt 1, 75 ms).
 #[test]
 fn two_crashes_race_success_with_two_retries() {
     two_crashes_and_a_success(multi_retry_policy()).check_sequential_consistency(
-        "model 2: two crashes of a known key vs success, 3 threads, two retries",
+        "crash_and_success: two crashes of a known key vs success, 3 threads, two retries",
         fixed_state,
         |history| crashes_share_one_window(history, RETRIES),
     );

@@ -1,4 +1,4 @@
-//! Model 7: workers that saw the same death report the same incarnation of one key at once.
+//! Workers that saw the same death report the same incarnation of one key at once.
 //!
 //! `record_crash_of` compares the incarnation with the last one counted and counts the crash
 //! in one step under the shard's write guard, so of concurrent reports of one incarnation
@@ -20,7 +20,7 @@ const KEY: Key = "indexer";
 /// The incarnation whose death the threads report.
 const DEAD: u64 = 7;
 
-/// Property of model 7: the reports of one incarnation count once. Exactly one of them is
+/// Property of this model: the reports of one incarnation count once. Exactly one of them is
 /// counted, as the window's retry (one more `retries_granted` than the setup's, nothing
 /// refused); every other one is a duplicate (`duplicates_coalesced == reports - 1`); and every
 /// thread is told the same kind of decision with the same attempt: `Retry { attempt: 1 }`, its
@@ -71,32 +71,32 @@ fn same_incarnation(reports: &[Duration], closed: bool) -> Scenario {
     scenario.after([Op::Status(KEY, at)])
 }
 
-// Model 7: two reports of one incarnation of a key with no entry (the first inserts it under
-// the write guard). The second report comes 10 ms later, so a duplicate's retry-after shows
+// Two reports of one incarnation of a key with no entry (the first inserts it under the
+// write guard). The second report comes 10 ms later, so a duplicate's retry-after shows
 // whether it was measured from the counted report: 65 ms if the earlier report was counted,
 // the whole 75 ms if the later one was (an earlier instant counts as no time elapsed).
 #[test]
 fn two_reports_of_one_incarnation_of_a_new_key() {
     same_incarnation(&[Duration::ZERO, Duration::from_millis(10)], false)
         .check_sequential_consistency(
-            "model 7: two reports of one incarnation, new key",
+            "duplicate_reports: two reports of one incarnation, new key",
             fixed_state,
             counted_once,
         );
 }
 
-// Model 7: two reports of one incarnation of a key whose previous incarnation's window has just
-// closed: the counted report reopens the window with a retry, the other replays it.
+// Two reports of one incarnation of a key whose previous incarnation's window has just closed:
+// the counted report reopens the window with a retry, the other replays it.
 #[test]
 fn two_reports_of_one_incarnation_after_the_window_closed() {
     same_incarnation(&[Duration::ZERO, Duration::ZERO], true).check_sequential_consistency(
-        "model 7: two reports of one incarnation, closed window",
+        "duplicate_reports: two reports of one incarnation, closed window",
         fixed_state,
         counted_once,
     );
 }
 
-// Model 7 with three threads: three workers report the death of one incarnation of a new key.
+// Three threads: three workers report the death of one incarnation of a new key.
 #[test]
 fn three_reports_of_one_incarnation_of_a_new_key() {
     same_incarnation(
@@ -104,7 +104,7 @@ fn three_reports_of_one_incarnation_of_a_new_key() {
         false,
     )
     .check_sequential_consistency(
-        "model 7: three reports of one incarnation, new key, 3 threads",
+        "duplicate_reports: three reports of one incarnation, new key, 3 threads",
         fixed_state,
         counted_once,
     );

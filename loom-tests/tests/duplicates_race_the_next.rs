@@ -1,5 +1,5 @@
-//! Model 19: two duplicate reports of a counted incarnation, answered under the read guard,
-//! racing the report of the next incarnation, which counts under the write guard.
+//! Two duplicate reports of a counted incarnation, answered under the read guard, racing the
+//! report of the next incarnation, which counts under the write guard.
 //!
 //! Every order is a sequential one: each duplicate replays the decision counted for its
 //! incarnation if it runs first, or is a stale report replaying the next incarnation's decision
@@ -36,7 +36,7 @@ fn duplicates_race_the_report_of_the_next_incarnation() {
         .thread([Op::CrashOf(KEY, 2, at)])
         .after([Op::Status(KEY, at)])
         .check_sequential_consistency(
-            "model 19: duplicates racing the next incarnation",
+            "duplicates_race_the_next: duplicates racing the next incarnation",
             fixed_state,
             next_counted_once,
         );

@@ -1,5 +1,5 @@
-//! Model 1, first crash of one key at one instant, and model 6, the teeth: a deliberately
-//! broken cell update that model 1 must catch.
+//! The first crash of one key at one instant, and the teeth: a deliberately broken cell update
+//! that the first-crash model must catch.
 //!
 //! "First crash" covers both ways a key can have no open window: no entry at all (the crash
 //! inserts under the shard's write guard) and an entry whose window has just closed (the crash
@@ -32,8 +32,8 @@ fn first_crash(threads: usize, expired: bool) -> Scenario {
     scenario.after([Op::Status(KEY, at)])
 }
 
-/// Property of model 1: exactly one `Retry { attempt: 1 }` with the backoff; every other
-/// crash is refused with the whole window as its retry-after.
+/// Property of the first-crash model: exactly one `Retry { attempt: 1 }` with the backoff;
+/// every other crash is refused with the whole window as its retry-after.
 fn exactly_one_retry(history: &History) {
     let decisions = history.thread_decisions();
     let retries = decisions.iter().filter(|d| d.is_retry()).count();
@@ -61,55 +61,55 @@ fn exactly_one_retry(history: &History) {
     }
 }
 
-// Model 1: two threads, no entry yet: exactly one Retry, the other refused for the window.
+// Two threads, no entry yet: exactly one Retry, the other refused for the window.
 #[test]
 fn two_threads_first_crash_of_a_new_key() {
     first_crash(2, false).check_sequential_consistency(
-        "model 1: first crash, 2 threads, new key",
+        "first_crash: 2 threads, new key",
         fixed_state,
         exactly_one_retry,
     );
 }
 
-// Model 1: two threads, entry whose window just closed: exactly one Retry, the other refused.
+// Two threads, entry whose window just closed: exactly one Retry, the other refused.
 #[test]
 fn two_threads_first_crash_after_the_window_closed() {
     first_crash(2, true).check_sequential_consistency(
-        "model 1: first crash, 2 threads, closed window",
+        "first_crash: 2 threads, closed window",
         fixed_state,
         exactly_one_retry,
     );
 }
 
-// Model 1: three threads, no entry yet: exactly one Retry, two refused for the window.
+// Three threads, no entry yet: exactly one Retry, two refused for the window.
 #[test]
 fn three_threads_first_crash_of_a_new_key() {
     first_crash(3, false).check_sequential_consistency(
-        "model 1: first crash, 3 threads, new key",
+        "first_crash: 3 threads, new key",
         fixed_state,
         exactly_one_retry,
     );
 }
 
-// Model 1: three threads, entry whose window just closed: exactly one Retry, two refused.
+// Three threads, entry whose window just closed: exactly one Retry, two refused.
 #[test]
 fn three_threads_first_crash_after_the_window_closed() {
     first_crash(3, true).check_sequential_consistency(
-        "model 1: first crash, 3 threads, closed window",
+        "first_crash: 3 threads, closed window",
         fixed_state,
         exactly_one_retry,
     );
 }
 
-// Model 6, teeth: with the cell updated by load-then-store instead of compare-and-swap, loom
-// must find an interleaving of model 1 in which both threads are granted the retry, and the
+// Teeth: with the cell updated by load-then-store instead of compare-and-swap, loom must find
+// an interleaving of the first-crash model in which both threads are granted the retry, and the
 // failure must come from the at-most-one-Retry assertion, not from anything else.
 #[test]
-fn teeth_broken_cell_fails_model_1() {
-    println!("teeth: model 1 with a load-then-store cell; loom must find two Retry decisions");
+fn teeth_broken_cell_fails_first_crash() {
+    println!("teeth: first_crash with a load-then-store cell; loom must find two Retry decisions");
     let message = failure_of(|| {
         first_crash(2, true).check_sequential_consistency(
-            "model 6: teeth, broken cell",
+            "first_crash: teeth, broken cell",
             broken_state,
             exactly_one_retry,
         );
@@ -119,18 +119,18 @@ fn teeth_broken_cell_fails_model_1() {
         "the broken cell failed for another reason: {message}"
     );
     println!(
-        "teeth: the broken cell fails model 1 as it must: {}",
+        "teeth: the broken cell fails first_crash as it must: {}",
         message.lines().next().unwrap_or_default()
     );
 }
 
-// Model 6, teeth: the same model and bound with the real compare-and-swap cell passes.
+// Teeth: the same model and bound with the real compare-and-swap cell passes.
 #[test]
-fn teeth_real_cell_passes_model_1() {
+fn teeth_real_cell_passes_first_crash() {
     first_crash(2, true).check_sequential_consistency(
-        "model 6: teeth, real cell",
+        "first_crash: teeth, real cell",
         fixed_state,
         exactly_one_retry,
     );
-    println!("teeth: the real cell passes model 1");
+    println!("teeth: the real cell passes first_crash");
 }

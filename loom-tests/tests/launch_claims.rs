@@ -1,4 +1,4 @@
-//! Model 16, launch claims: exactly one caller wins each launch the state allows.
+//! Launch claims: exactly one caller wins each launch the state allows.
 //!
 //! - two claims of one key racing, for a key without an entry (both insert, under the write
 //!   guard) and for a key whose retry's backoff has just ended (both update its word by
@@ -62,32 +62,32 @@ fn racing_claims(tracked: bool) -> Scenario {
         .after([Op::Claim(KEY, at)])
 }
 
-// Model 16: two claims of a key without an entry: one launches.
+// Two claims of a key without an entry: one launches.
 #[test]
 fn two_claims_of_a_new_key_one_launches() {
     racing_claims(false).check_sequential_consistency(
-        "model 16: two claims, new key",
+        "launch_claims: two claims, new key",
         fixed_state,
         exactly_one_launch,
     );
 }
 
-// Model 16: two claims once a retry's backoff has ended: one launches.
+// Two claims once a retry's backoff has ended: one launches.
 #[test]
 fn two_claims_of_a_due_retry_one_launches() {
     racing_claims(true).check_sequential_consistency(
-        "model 16: two claims, due retry",
+        "launch_claims: two claims, due retry",
         fixed_state,
         exactly_one_launch,
     );
 }
 
-// Model 16, teeth: claims by load-then-store both win.
+// Teeth: two claims by load-then-store both win.
 #[test]
 fn teeth_two_claims_by_load_then_store_both_launch() {
     let message = failure_of(|| {
         racing_claims(true).check_sequential_consistency(
-            "model 16: teeth, two claims",
+            "launch_claims: teeth, two claims",
             broken_state,
             exactly_one_launch,
         );
@@ -96,7 +96,7 @@ fn teeth_two_claims_by_load_then_store_both_launch() {
         message.starts_with("2 claims won one launch"),
         "the broken claim failed for another reason: {message}"
     );
-    println!("teeth: load-then-store claims fail model 16 as they must");
+    println!("teeth: load-then-store claims fail the two-claims model as they must");
 }
 
 /// The setup grants a retry and its relaunch; then, at one instant, the relaunched backend's
@@ -151,33 +151,32 @@ fn refusal_survives(history: &History) {
     );
 }
 
-// Model 17: a claim racing the crash report of the winner's pending launch never launches.
+// A claim racing the crash report of the winner's pending launch never launches.
 #[test]
 fn a_claim_racing_the_winners_crash_never_launches() {
     claim_racing_the_winners_crash(false).check_sequential_consistency(
-        "model 17: claim racing the winner's crash, launch pending",
+        "launch_claims: claim racing the winner's crash, launch pending",
         fixed_state,
         no_second_launch,
     );
 }
 
-// Model 17: the relaunch ran, then died: a claim racing its crash report never hides the
-// refusal.
+// The relaunch ran, then died: a claim racing its crash report never hides the refusal.
 #[test]
 fn a_claim_racing_the_crash_of_a_running_relaunch_keeps_the_refusal() {
     claim_racing_the_winners_crash(true).check_sequential_consistency(
-        "model 17: claim racing the winner's crash, relaunch running",
+        "launch_claims: claim racing the winner's crash, relaunch running",
         fixed_state,
         refusal_survives,
     );
 }
 
-// Model 17, teeth: with load-then-store, the claim can overwrite the crash's refusal.
+// Teeth: with load-then-store, the claim can overwrite the crash's refusal.
 #[test]
 fn teeth_a_claim_by_load_then_store_loses_the_crash() {
     let message = failure_of(|| {
         claim_racing_the_winners_crash(true).check_sequential_consistency(
-            "model 17: teeth, claim racing the winner's crash",
+            "launch_claims: teeth, claim racing the winner's crash",
             broken_state,
             refusal_survives,
         );
@@ -186,7 +185,7 @@ fn teeth_a_claim_by_load_then_store_loses_the_crash() {
         message.starts_with("the crash's refusal was lost"),
         "the broken claim failed for another reason: {message}"
     );
-    println!("teeth: a load-then-store claim fails model 17 as it must");
+    println!("teeth: a load-then-store claim fails the claim-vs-crash model as it must");
 }
 
 /// A retry's relaunch claimed in the setup and never reported; at its lapse another caller
@@ -217,22 +216,22 @@ fn backoff_survives(history: &History) {
     );
 }
 
-// Model 18: a lapsed claim racing a late report from its winner.
+// A lapsed claim racing a late report from its winner.
 #[test]
 fn a_lapsed_claim_racing_a_late_report_keeps_the_backoff() {
     lapsed_claim_racing_a_late_report().check_sequential_consistency(
-        "model 18: lapsed claim racing a late report",
+        "launch_claims: lapsed claim racing a late report",
         fixed_state,
         backoff_survives,
     );
 }
 
-// Model 18, teeth: with load-then-store, the claim can overwrite the crash's backoff.
+// Teeth: with load-then-store, the lapsed claim can overwrite the crash's backoff.
 #[test]
 fn teeth_a_lapsed_claim_by_load_then_store_loses_the_backoff() {
     let message = failure_of(|| {
         lapsed_claim_racing_a_late_report().check_sequential_consistency(
-            "model 18: teeth, lapsed claim racing a late report",
+            "launch_claims: teeth, lapsed claim racing a late report",
             broken_state,
             backoff_survives,
         );
@@ -241,5 +240,5 @@ fn teeth_a_lapsed_claim_by_load_then_store_loses_the_backoff() {
         message.starts_with("the late crash's backoff was lost"),
         "the broken claim failed for another reason: {message}"
     );
-    println!("teeth: a load-then-store claim fails model 18 as it must");
+    println!("teeth: a load-then-store claim fails the lapsed-claim model as it must");
 }

@@ -1,5 +1,5 @@
-//! Model 11 (issue 6): a policy granting two retries per window, its delay growing
-//! exponentially, with threads crashing one key at once.
+//! A policy granting two retries per window, its delay growing exponentially, with threads
+//! crashing one key at once.
 //!
 //! With several retries per window the crash count is more than a flag: each crash's
 //! compare-and-swap must see the count the previous one left, or two threads get the same
@@ -51,7 +51,7 @@ fn first_crashes(threads: usize, expired: bool) -> Scenario {
     crashes_at(base + WINDOW, threads, setup)
 }
 
-/// Property of model 11: of the threads' crashes, the window grants exactly its remaining
+/// Property of this model: of the threads' crashes, the window grants exactly its remaining
 /// retries, the next attempts after the setup's (`first_attempt`, ...), each once and with its
 /// delay from the schedule; every other crash is refused with the rest of the window,
 /// `window_left`. The final gate check agrees, and the counters add up.
@@ -102,54 +102,54 @@ fn retries_granted_once_each(history: &History, first_attempt: u32, window_left:
     assert_eq!(history.len, 1, "{history:#?}");
 }
 
-/// Model 11's property for first crashes: attempts 1 and 2, one refusal for the whole window.
+/// This model's property for first crashes: attempts 1 and 2, one refusal for the whole window.
 fn two_retries_then_a_refusal(history: &History) {
     retries_granted_once_each(history, 1, WINDOW);
 }
 
-// Model 11, issue 6's model: three threads, the key's window closed at their instant, so all
+// The main model: three threads, the key's window closed at their instant, so all
 // three compare-and-swap one cell under read guards: attempts 1 and 2, then a refusal.
 #[test]
 fn three_threads_two_retries_after_the_window_closed() {
     first_crashes(3, true).check_sequential_consistency(
-        "model 11: two retries, 3 threads, closed window",
+        "multi_retry: two retries, 3 threads, closed window",
         fixed_state,
         two_retries_then_a_refusal,
     );
 }
 
-// Model 11: the same with no entry yet: the first crash inserts under the write guard and the
-// others find its cell (or wait for the guard and update the inserted one).
+// The same with no entry yet: the first crash inserts under the write guard and the others
+// find its cell (or wait for the guard and update the inserted one).
 #[test]
 fn three_threads_two_retries_of_a_new_key() {
     first_crashes(3, false).check_sequential_consistency(
-        "model 11: two retries, 3 threads, new key",
+        "multi_retry: two retries, 3 threads, new key",
         fixed_state,
         two_retries_then_a_refusal,
     );
 }
 
-// Model 11: the window's first retry is spent; two threads crash 400 ms into it and race for
-// its last one: attempt 2 (150 ms) for one, the rest of the window (600 ms) for the other.
+// The window's first retry is spent; two threads crash 400 ms into it and race for its last
+// one: attempt 2 (150 ms) for one, the rest of the window (600 ms) for the other.
 #[test]
 fn two_threads_race_for_the_last_retry() {
     let base = Instant::now();
     let at = base + Duration::from_millis(400);
     crashes_at(at, 2, vec![Op::Crash(KEY, base)]).check_sequential_consistency(
-        "model 11: the last of two retries, 2 threads, open window",
+        "multi_retry: the last of two retries, 2 threads, open window",
         fixed_state,
         |history| retries_granted_once_each(history, 2, WINDOW - Duration::from_millis(400)),
     );
 }
 
-// Model 11, teeth: with cells updated by load-then-store, loom must find two threads granted
-// the same attempt (two attempt 1s, or two attempt 2s), and the failure must come from the
-// attempts assertion.
+// Teeth: with cells updated by load-then-store, loom must find two threads granted the same
+// attempt (two attempt 1s, or two attempt 2s), and the failure must come from the attempts
+// assertion.
 #[test]
-fn teeth_broken_cell_fails_model_11() {
+fn teeth_broken_cell_fails_multi_retry() {
     let message = failure_of(|| {
         first_crashes(3, true).check_sequential_consistency(
-            "model 11: teeth, broken cell",
+            "multi_retry: teeth, broken cell",
             broken_state,
             two_retries_then_a_refusal,
         );
@@ -159,7 +159,7 @@ fn teeth_broken_cell_fails_model_11() {
         "the broken cell failed for another reason: {message}"
     );
     println!(
-        "teeth: the broken cell fails model 11 as it must: {}",
+        "teeth: the broken cell fails multi_retry as it must: {}",
         message.lines().next().unwrap_or_default()
     );
 }

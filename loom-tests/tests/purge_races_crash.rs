@@ -1,4 +1,4 @@
-//! Model 9: `purge_expired` racing a crash.
+//! `purge_expired` racing a crash.
 //!
 //! The purge takes each shard's write guard in turn and removes the entries whose window has
 //! closed; a crash updates its key's cell under the read guard, or inserts it under the write
@@ -9,7 +9,7 @@
 //!
 //! (The automatic purge that inserts run shares `purge` with these models; the last of them
 //! races two purges, as a helping thread's purge races the lead's. What triggers it, the lead
-//! and the help, is model 14, `automatic_purge.rs`.)
+//! and the help, is the automatic-purge model, `automatic_purge.rs`.)
 #![cfg(loom)]
 
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ fn decision_in_every_order(scenario: &Scenario, thread: usize) -> BackendRecover
     decision
 }
 
-/// Property of model 9: the crash (thread 1) gets `expected`, the decision of every sequential
+/// Property of this model: the crash (thread 1) gets `expected`, the decision of every sequential
 /// order; the purge's count shows in the counters; and the final `len` is the number of keys
 /// whose final status shows a crash (each entry left is a live one, none lost).
 fn purge_changes_no_decision(history: &History, expected: &BackendRecoveryDecision) {
@@ -55,8 +55,8 @@ fn purge_changes_no_decision(history: &History, expected: &BackendRecoveryDecisi
     assert_eq!(history.len, live, "{history:#?}");
 }
 
-/// Runs `scenario`, whose thread 0 purges and thread 1 crashes, under loom with the property of
-/// model 9.
+/// Runs `scenario`, whose thread 0 purges and thread 1 crashes, under loom with this model's
+/// property.
 fn check_purge_vs_crash<S, M>(scenario: Scenario, name: &str, make_state: M)
 where
     S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
@@ -73,7 +73,7 @@ where
     });
 }
 
-// Model 9: the key's window closes at `end`; at `end` one thread purges while the other
+// The key's window closes at `end`; at `end` one thread purges while the other
 // crashes the key. Purge first: the entry goes and the crash inserts it again. Crash first: it
 // reopens the window and the purge keeps the entry. Either way: a retry, and one live entry.
 #[test]
@@ -88,13 +88,13 @@ fn purge_races_a_crash_of_the_expired_key() {
     assert_eq!(decision_in_every_order(&scenario, 1), first_retry());
     check_purge_vs_crash(
         scenario,
-        "model 9: purge vs crash of the expired key",
+        "purge_races_crash: purge vs crash of the expired key",
         fixed_state,
     );
 }
 
-// Model 9: the same race for a report by incarnation (write guard on both sides), the next
-// incarnation dying as the previous one's window closes.
+// The same race for a report by incarnation (write guard on both sides), the next incarnation
+// dying as the previous one's window closes.
 #[test]
 fn purge_races_a_report_of_the_expired_key() {
     let base = Instant::now();
@@ -107,13 +107,13 @@ fn purge_races_a_report_of_the_expired_key() {
     assert_eq!(decision_in_every_order(&scenario, 1), first_retry());
     check_purge_vs_crash(
         scenario,
-        "model 9: purge vs report of the expired key",
+        "purge_races_crash: purge vs report of the expired key",
         fixed_state,
     );
 }
 
-// Model 9: another key of the same shard (constant hasher) is inserted while the purge removes
-// the expired one: the purge drops exactly the expired entry, never the new one.
+// Another key of the same shard (constant hasher) is inserted while the purge removes the
+// expired one: the purge drops exactly the expired entry, never the new one.
 #[test]
 fn purge_races_an_insert_in_the_same_shard() {
     let base = Instant::now();
@@ -126,14 +126,14 @@ fn purge_races_an_insert_in_the_same_shard() {
     assert_eq!(decision_in_every_order(&scenario, 1), first_retry());
     check_purge_vs_crash(
         scenario,
-        "model 9: purge vs insert in the same shard",
+        "purge_races_crash: purge vs insert in the same shard",
         one_shard_state,
     );
 }
 
-// Model 9: a live key of the same shard is crashed again (compare-and-swap under the read
-// guard) while the purge removes the expired one: refused for the rest of its window, and its
-// two crashes survive the purge.
+// A live key of the same shard is crashed again (compare-and-swap under the read guard) while
+// the purge removes the expired one: refused for the rest of its window, and its two crashes
+// survive the purge.
 #[test]
 fn purge_races_an_update_in_the_same_shard() {
     let base = Instant::now();
@@ -155,14 +155,14 @@ fn purge_races_an_update_in_the_same_shard() {
     );
     check_purge_vs_crash(
         scenario,
-        "model 9: purge vs update in the same shard",
+        "purge_races_crash: purge vs update in the same shard",
         one_shard_state,
     );
 }
 
-// Model 9 with three threads: the purge races two first crashes of the expired key. Exactly one
-// of them is granted the new window's retry, whether the entry was purged and reinserted or
-// reopened in place, and the other is refused for the whole window.
+// Three threads: the purge races two first crashes of the expired key. Exactly one of them is
+// granted the new window's retry, whether the entry was purged and reinserted or reopened in
+// place, and the other is refused for the whole window.
 #[test]
 fn purge_races_two_crashes_of_the_expired_key() {
     let base = Instant::now();
@@ -174,7 +174,7 @@ fn purge_races_two_crashes_of_the_expired_key() {
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
         .check_sequential_consistency(
-            "model 9: purge vs two crashes of the expired key, 3 threads",
+            "purge_races_crash: purge vs two crashes of the expired key, 3 threads",
             fixed_state,
             |history| {
                 let mut decisions = [history.decision(1, 0), history.decision(2, 0)];
@@ -194,8 +194,8 @@ fn purge_races_two_crashes_of_the_expired_key() {
         );
 }
 
-// Model 9 with two purges: what an automatic purge's "help" does while another thread leads
-// one (`occupancy.rs`), here with `purge_expired` on both sides, and a crash of the expired key.
+// Two purges: what an automatic purge's "help" does while another thread leads one
+// (`occupancy.rs`), here with `purge_expired` on both sides, and a crash of the expired key.
 // One key, because a purge is not atomic across keys (it takes one shard at a time), which the
 // reference's purge is. The entry is purged at most once (the counters and `len` of some
 // sequential order), and with the cap at one entry its place is given back once: a crash after
@@ -212,7 +212,7 @@ fn two_purges_race_each_other_and_a_crash() {
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
         .check_sequential_consistency(
-            "model 9: two purges vs a crash of the expired key, 3 threads",
+            "purge_races_crash: two purges vs a crash of the expired key, 3 threads",
             fixed_state,
             |history| {
                 assert_eq!(history.decision(2, 0), &first_retry(), "{history:#?}");

@@ -1,5 +1,5 @@
-//! Model 4: two keys in the same shard. Inserting one (write guard) while the other's cell is
-//! updated (read guard, compare-and-swap) loses no update and cannot deadlock.
+//! Two keys in the same shard. Inserting one (write guard) while the other's cell is updated
+//! (read guard, compare-and-swap) loses no update and cannot deadlock.
 //!
 //! The state is built with a constant hasher, so both keys share one shard lock. Loom reports a
 //! deadlock by itself if some interleaving leaves every thread blocked; the properties below
@@ -14,7 +14,7 @@ use backend_recovery_loom_tests::{History, Key, Op, Scenario, model_policy, one_
 const OLD: Key = "indexer";
 const NEW: Key = "compiler";
 
-/// Property of model 4: both keys have entries, and each key's final status counts every
+/// Property of this model: both keys have entries, and each key's final status counts every
 /// crash recorded for it: one crash `BackingOff`, two or more `Unavailable`.
 fn no_update_is_lost(history: &History) {
     assert_eq!(history.len, 2, "{history:#?}");
@@ -37,7 +37,7 @@ fn no_update_is_lost(history: &History) {
     }
 }
 
-// Model 4: a known key's second crash (read guard) while a new key in its shard is inserted.
+// A known key's second crash (read guard) while a new key in its shard is inserted.
 #[test]
 fn insert_races_an_update_in_the_same_shard() {
     let base = Instant::now();
@@ -48,14 +48,14 @@ fn insert_races_an_update_in_the_same_shard() {
         .thread([Op::Crash(NEW, at)])
         .after([Op::Status(OLD, at), Op::Status(NEW, at)])
         .check_sequential_consistency(
-            "model 4: insert vs update in one shard",
+            "shared_shard: insert vs update in one shard",
             one_shard_state,
             no_update_is_lost,
         );
 }
 
-// Model 4: one thread inserts a key and crashes it again (write guard, then read guard) while
-// the other inserts a second key in the same shard.
+// One thread inserts a key and crashes it again (write guard, then read guard) while the
+// other inserts a second key in the same shard.
 #[test]
 fn inserts_and_an_update_in_the_same_shard() {
     let base = Instant::now();
@@ -65,15 +65,15 @@ fn inserts_and_an_update_in_the_same_shard() {
         .thread([Op::Crash(NEW, at)])
         .after([Op::Status(OLD, at), Op::Status(NEW, at)])
         .check_sequential_consistency(
-            "model 4: two inserts and an update in one shard",
+            "shared_shard: two inserts and an update in one shard",
             one_shard_state,
             no_update_is_lost,
         );
 }
 
-// Model 4 with three threads, every kind of guard on one shard: a known key is updated (read
-// guard) and removed (write guard) while a new key is inserted (write guard). The new key's
-// entry survives the other key's removal, and nothing deadlocks.
+// Three threads, every kind of guard on one shard: a known key is updated (read guard) and
+// removed (write guard) while a new key is inserted (write guard). The new key's entry
+// survives the other key's removal, and nothing deadlocks.
 #[test]
 fn insert_update_and_remove_in_the_same_shard() {
     let base = Instant::now();
@@ -85,7 +85,7 @@ fn insert_update_and_remove_in_the_same_shard() {
         .thread([Op::Success(OLD)])
         .after([Op::Status(OLD, at), Op::Status(NEW, at)])
         .check_sequential_consistency(
-            "model 4: insert, update and remove in one shard, 3 threads",
+            "shared_shard: insert, update and remove in one shard, 3 threads",
             one_shard_state,
             |history| {
                 assert!(

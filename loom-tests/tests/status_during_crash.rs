@@ -1,4 +1,4 @@
-//! Model 5: `status` racing a crash never reports a state that no sequential order produces.
+//! `status` racing a crash never reports a state that no sequential order produces.
 //!
 //! `status` only loads the cell under the shard's read guard, so it sees the word before or
 //! after the crash's compare-and-swap, never a mix. `Scenario::check_sequential_consistency` asserts exactly that: the
@@ -15,7 +15,7 @@ use backend_recovery_loom_tests::{
 
 const KEY: Key = "indexer";
 
-/// Property of model 5, beyond sequential consistency: a gate check that sees the backend
+/// Property of this model, beyond sequential consistency: a gate check that sees the backend
 /// unavailable is consistent with a refused crash, so it can never report `Unavailable` while
 /// every crash so far (setup included) was granted a retry.
 fn unavailable_only_after_a_refusal(history: &History) {
@@ -34,7 +34,7 @@ fn unavailable_only_after_a_refusal(history: &History) {
     }
 }
 
-// Model 5: the gate check of a key whose first crash is being recorded: `Healthy` (before) or
+// The gate check of a key whose first crash is being recorded: `Healthy` (before) or
 // `BackingOff` from its retry (after).
 #[test]
 fn status_races_the_first_crash() {
@@ -44,13 +44,13 @@ fn status_races_the_first_crash() {
         .thread([Op::Status(KEY, at)])
         .after([Op::Status(KEY, at)])
         .check_sequential_consistency(
-            "model 5: status vs first crash",
+            "status_during_crash: status vs first crash",
             fixed_state,
             unavailable_only_after_a_refusal,
         );
 }
 
-// Model 5: the gate check during the crash that spends the window's budget: `Recovering`
+// The gate check during the crash that spends the window's budget: `Recovering`
 // (before) or `Unavailable` with the rest of the window (after), both at the check's instant.
 #[test]
 fn status_races_the_refused_crash() {
@@ -60,16 +60,20 @@ fn status_races_the_refused_crash() {
         .thread([Op::Crash(KEY, base + Duration::from_millis(400))])
         .thread([Op::Status(KEY, base + Duration::from_millis(200))])
         .after([Op::Status(KEY, base + Duration::from_millis(400))])
-        .check_sequential_consistency("model 5: status vs refused crash", fixed_state, |history| {
-            unavailable_only_after_a_refusal(history);
-            assert!(
-                !history.final_status(0).is_available(),
-                "the refused crash must leave the key unavailable: {history:#?}"
-            );
-        });
+        .check_sequential_consistency(
+            "status_during_crash: status vs refused crash",
+            fixed_state,
+            |history| {
+                unavailable_only_after_a_refusal(history);
+                assert!(
+                    !history.final_status(0).is_available(),
+                    "the refused crash must leave the key unavailable: {history:#?}"
+                );
+            },
+        );
 }
 
-// Model 5: the gate check when the window has just closed and a crash opens the next one:
+// The gate check when the window has just closed and a crash opens the next one:
 // `Healthy` (before) or `BackingOff` from the new window's retry (after), never `Unavailable`.
 #[test]
 fn status_races_the_crash_that_reopens_the_window() {
@@ -81,7 +85,7 @@ fn status_races_the_crash_that_reopens_the_window() {
         .thread([Op::Status(KEY, end)])
         .after([Op::Status(KEY, end)])
         .check_sequential_consistency(
-            "model 5: status vs crash reopening the window",
+            "status_during_crash: status vs crash reopening the window",
             fixed_state,
             |history| {
                 unavailable_only_after_a_refusal(history);
@@ -114,23 +118,23 @@ fn status_and_two_crashes(policy: BackendRecoveryPolicy) -> Scenario {
         .after([Op::Status(KEY, at)])
 }
 
-// Model 5 with three threads: two crashes and a gate check. The check may see zero, one or two
-// crashes, but only as some sequential order would report them.
+// Three threads: two crashes and a gate check. The check may see zero, one or two crashes,
+// but only as some sequential order would report them.
 #[test]
 fn status_races_two_crashes() {
     status_and_two_crashes(model_policy()).check_sequential_consistency(
-        "model 5: status vs two crashes, 3 threads",
+        "status_during_crash: status vs two crashes, 3 threads",
         fixed_state,
         unavailable_only_after_a_refusal,
     );
 }
 
-// Model 5 with three threads and two retries per window (issue 6): both crashes are retries,
-// so the check sees `Healthy`, `BackingOff` with one crash or with two, never `Unavailable`.
+// Three threads and two retries per window: both crashes are retries, so the check sees
+// `Healthy`, `BackingOff` with one crash or with two, never `Unavailable`.
 #[test]
 fn status_races_two_crashes_with_two_retries() {
     status_and_two_crashes(multi_retry_policy()).check_sequential_consistency(
-        "model 5: status vs two crashes, 3 threads, two retries",
+        "status_during_crash: status vs two crashes, 3 threads, two retries",
         fixed_state,
         |history| {
             unavailable_only_after_a_refusal(history);

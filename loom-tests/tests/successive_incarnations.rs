@@ -1,5 +1,4 @@
-//! Model 8: the deaths of two successive incarnations of one key, `n` and `n + 1`, reported at
-//! once.
+//! The deaths of two successive incarnations of one key, `n` and `n + 1`, reported at once.
 //!
 //! Both reports take the shard's write guard, so they run in one order or the other:
 //! - `n` first: both are counted, as the spec's two crashes in one window (a retry, then a
@@ -24,7 +23,7 @@ const KEY: Key = "indexer";
 /// The older of the two incarnations.
 const N: u64 = 41;
 
-/// Property of model 8: the counters add up and the window grants one retry.
+/// Property of this model: the counters add up and the window grants one retry.
 /// - every report is counted once, as a crash or as a duplicate: `crash_reports` is the number
 ///   of reports, setup included;
 /// - the threads' reports are granted exactly one retry between them;
@@ -63,7 +62,7 @@ fn counters_add_up(history: &History) {
     );
     for (op, outcome) in history.threads.iter().flatten() {
         let (Op::CrashOf(_, incarnation, _), Outcome::Decided(decision)) = (op, outcome) else {
-            panic!("model 8 only reports crashes: {op:?}");
+            panic!("successive_incarnations only reports crashes: {op:?}");
         };
         if *incarnation == N {
             assert!(
@@ -76,7 +75,7 @@ fn counters_add_up(history: &History) {
     }
 }
 
-// Model 8: a key with no entry; one thread reports incarnation n, the other n + 1, 10 ms later.
+// A key with no entry; one thread reports incarnation n, the other n + 1, 10 ms later.
 #[test]
 fn successive_incarnations_of_a_new_key() {
     let base = Instant::now();
@@ -86,14 +85,14 @@ fn successive_incarnations_of_a_new_key() {
         .thread([Op::CrashOf(KEY, N + 1, later)])
         .after([Op::Status(KEY, later)])
         .check_sequential_consistency(
-            "model 8: successive incarnations, new key",
+            "successive_incarnations: new key",
             fixed_state,
             counters_add_up,
         );
 }
 
-// Model 8: the key's entry, counted for incarnation n - 1, has a window that closes exactly
-// when n and n + 1 are reported: whichever is counted first reopens it.
+// The key's entry, counted for incarnation n - 1, has a window that closes exactly when n and
+// n + 1 are reported: whichever is counted first reopens it.
 #[test]
 fn successive_incarnations_after_the_window_closed() {
     let base = Instant::now();
@@ -104,13 +103,13 @@ fn successive_incarnations_after_the_window_closed() {
         .thread([Op::CrashOf(KEY, N + 1, at)])
         .after([Op::Status(KEY, at)])
         .check_sequential_consistency(
-            "model 8: successive incarnations, closed window",
+            "successive_incarnations: closed window",
             fixed_state,
             counters_add_up,
         );
 }
 
-// Model 8 with three threads: two workers report n's death while a third reports n + 1's.
+// Three threads: two workers report n's death while a third reports n + 1's.
 // Counted: n then n + 1 (one duplicate of n), or n + 1 alone (both reports of n are stale).
 #[test]
 fn two_reports_of_n_and_one_of_n_plus_one() {
@@ -122,7 +121,7 @@ fn two_reports_of_n_and_one_of_n_plus_one() {
         .thread([Op::CrashOf(KEY, N + 1, later)])
         .after([Op::Status(KEY, later)])
         .check_sequential_consistency(
-            "model 8: two reports of n, one of n + 1, 3 threads",
+            "successive_incarnations: two reports of n, one of n + 1, 3 threads",
             fixed_state,
             |history| {
                 counters_add_up(history);

@@ -1,4 +1,4 @@
-//! Model 3: two threads crash one key with instants on both sides of a window boundary.
+//! Two threads crash one key with instants on both sides of a window boundary.
 //!
 //! The thread at the boundary opens a new window if it runs last (the old window has closed)
 //! and is refused if it runs after a crash that opened a later window (time runs backwards for
@@ -12,7 +12,7 @@ use backend_recovery_loom_tests::{History, Key, Op, Scenario, WINDOW, fixed_stat
 
 const KEY: Key = "indexer";
 
-/// Property of model 3: at most one `Retry` per window. The spec opens a window at each
+/// Property of this model: at most one `Retry` per window. The spec opens a window at each
 /// `Retry`, and the next `Retry` needs that window closed, so any two `Retry` decisions of one
 /// key (with no success between them) are at least a whole window apart in time.
 fn at_most_one_retry_per_window(history: &History) {
@@ -33,7 +33,7 @@ fn at_most_one_retry_per_window(history: &History) {
     }
 }
 
-// Model 3: a window is open (crash at `base`); one thread crashes 1 ns before it closes, the
+// A window is open (crash at `base`); one thread crashes 1 ns before it closes, the
 // other exactly when it closes.
 #[test]
 fn crashes_straddle_the_end_of_an_open_window() {
@@ -45,14 +45,14 @@ fn crashes_straddle_the_end_of_an_open_window() {
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
         .check_sequential_consistency(
-            "model 3: crashes straddle the end of an open window",
+            "window_boundary: crashes straddle the end of an open window",
             fixed_state,
             at_most_one_retry_per_window,
         );
 }
 
-// Model 3: no entry yet; one thread crashes at `base`, the other a whole window later. Both may
-// retry (two windows), or the later one opens the window and the earlier one is refused.
+// No entry yet; one thread crashes at `base`, the other a whole window later. Both may retry
+// (two windows), or the later one opens the window and the earlier one is refused.
 #[test]
 fn first_crashes_a_whole_window_apart() {
     let base = Instant::now();
@@ -62,7 +62,7 @@ fn first_crashes_a_whole_window_apart() {
         .thread([Op::Crash(KEY, end)])
         .after([Op::Status(KEY, end)])
         .check_sequential_consistency(
-            "model 3: first crashes a whole window apart",
+            "window_boundary: first crashes a whole window apart",
             fixed_state,
             at_most_one_retry_per_window,
         );

@@ -25,7 +25,7 @@ fn key(name: &str) -> String {
 
 #[test]
 fn instant_taken_before_the_state_is_exact() {
-    // The example, verbatim in spirit: the instant predates the state.
+    // The plain case: the instant predates the state.
     let now = Instant::now();
     let s = state(Duration::from_millis(75), Duration::from_secs(30));
     assert_eq!(
