@@ -3,61 +3,25 @@
 //!
 //! Most cells are the word alone ([`Cell`]). The few that need more ([`RichCell`]: one a thread
 //! caches, one that remembers the last crash report counted by incarnation, see
-//! [`RichCell::report_crash`]) live in a second table of their shard. The report is not
-//! atomic: it is reached only through `&mut RichCell`, that is under the table's write guard,
-//! so the type system keeps it exclusive.
+//! [`Shared::report_crash`]) live in a second table of their shard.
+
+mod report;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::decision::BackendRecoveryDecision;
 use crate::sync::{AtomicU128, Ordering};
 use crate::table::Form;
 use crate::word::{RETIRED, Rules, Word, crash};
 
+pub(crate) use report::ReportGuard;
+use report::{Counted, Report};
+
 #[cfg(not(loom))]
 const _: () = assert!(
     std::mem::size_of::<Cell>() == 16,
     "a plain cell is its word alone"
 );
-
-/// Time from `start` to `now`; zero if `now` is earlier.
-fn elapsed(start: u64, now: u64) -> Duration {
-    Duration::from_nanos(now.saturating_sub(start))
-}
-
-/// The last crash report a cell counted by incarnation, and what it was answered.
-#[derive(Clone, Debug)]
-struct CountedReport {
-    incarnation: u64,
-    at: u64,
-    decision: BackendRecoveryDecision,
-}
-
-impl CountedReport {
-    /// The answer for a duplicate of this report at `now`: the same kind and attempt, with the
-    /// retry-after shortened by the time since the counted report, so that both point at the
-    /// same moment.
-    fn replay(&self, now: u64) -> BackendRecoveryDecision {
-        let since = elapsed(self.at, now);
-        match self.decision.clone() {
-            BackendRecoveryDecision::Retry {
-                retry_after,
-                attempt,
-            } => BackendRecoveryDecision::Retry {
-                retry_after: retry_after.saturating_sub(since),
-                attempt,
-            },
-            BackendRecoveryDecision::Refuse {
-                reason,
-                retry_after,
-            } => BackendRecoveryDecision::Refuse {
-                reason,
-                retry_after: retry_after.saturating_sub(since),
-            },
-        }
-    }
-}
 
 /// A [`Word`] that many threads update at once: a backend's cell as most entries keep it.
 ///
@@ -80,15 +44,12 @@ pub(crate) struct Cell {
 /// reported by incarnation. A plain [`Cell`] becomes rich under the write guard (`From`), and
 /// stays rich until its entry is removed.
 ///
-/// Its word lives in a [`Shared`] behind an [`Arc`], so that a thread's read cache
-/// (`cache.rs`) can keep reading and updating it after the table's guard is gone. Only rich
-/// cells have that extra allocation and pointer: with every word behind an `Arc`, uniform-100k
-/// would run at less than half the speed (see `docs/design.md`).
+/// Its word and its last counted report live in a [`Shared`] behind an [`Arc`], so that a
+/// thread's read cache (`cache.rs`) can keep reading and updating them after the table's guard
+/// is gone. Only rich cells have that extra allocation and pointer: with every word behind an
+/// `Arc`, uniform-100k would run at less than half the speed (see `docs/design.md`).
 pub(crate) struct RichCell {
     shared: Arc<Shared>,
-    /// The last crash counted by incarnation ([`RichCell::report_crash`]). Boxed: most rich
-    /// cells are cached ones, which never have it.
-    last_report: Option<Box<CountedReport>>,
 }
 
 /// A cell in the table, in either form, as a read guard sees it.
@@ -102,11 +63,88 @@ pub(crate) type CellMut<'a> = Form<&'a mut Cell, &'a mut RichCell>;
 /// std's `Arc` even under loom: the models check the word, a loom atomic; the reference count
 /// decides only when memory is freed, which no answer depends on.
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct Shared {
     word: AtomicU128,
+    /// The last crash counted by incarnation ([`Shared::report_crash`]).
+    report: Report,
 }
 
 impl Shared {
+    /// Records a crash of this cell's key reported for `incarnation`, the backend's spawn
+    /// generation, from any thread and under any guard or none (through a read cache).
+    ///
+    /// The first report of an incarnation newer than the last one counted is a crash like any
+    /// other; any other report is a duplicate (several workers saw the same death) or stale,
+    /// is not counted, and gets the counted report's decision replayed at `now`. Returns the
+    /// answer and whether the report was a duplicate; `None`, with nothing changed, if the cell
+    /// was removed or `usable` refuses the word the crash would be counted on (the caller then
+    /// goes to the table, or to its write guard).
+    ///
+    /// A duplicate reads the last report with loads alone. A report that may count takes the
+    /// report's lock, checks again and counts, so that the check and the count are one step;
+    /// the count is a compare-and-swap, because a crash through a read cache may race it.
+    pub(crate) fn report_crash(
+        &self,
+        incarnation: u64,
+        now: u64,
+        rules: &Rules,
+        jitter_seed: u64,
+        usable: impl Fn(Word) -> bool,
+        #[cfg(loom)] unlocked: bool,
+    ) -> Option<(BackendRecoveryDecision, bool)> {
+        let replay = |counted: Counted| {
+            // A report is the cell's only while the cell is live: a purge forgets it with the
+            // entry. A cell is retired for good, so a live word now means a live cell when the
+            // report was read, where the duplicate takes effect.
+            self.load_live()?;
+            Some((counted.replay(now), true))
+        };
+        let covers = |counted: &Counted| incarnation <= counted.incarnation;
+        if let Some(counted) = self.report.read().filter(covers) {
+            return replay(counted);
+        }
+        let usable = |word| word != RETIRED && usable(word);
+        let count = |word| crash(word, now, rules, jitter_seed);
+        let counted = |decision: &BackendRecoveryDecision| Counted {
+            incarnation,
+            at: now,
+            decision: decision.clone(),
+        };
+        #[cfg(loom)]
+        if unlocked {
+            // The teeth models' bug: the check above and the count are two steps.
+            let decision = update_word(&self.word, count, usable)?;
+            self.report.lock().set(&counted(&decision));
+            return Some((decision, false));
+        }
+        let report = match self.report.lock_unless(covers) {
+            Ok(report) => report,
+            Err(counted) => return replay(counted),
+        };
+        if let Some(counted) = report.counted().filter(covers) {
+            drop(report);
+            return replay(counted);
+        }
+        let decision = update_word(&self.word, count, usable)?;
+        report.set(&counted(&decision));
+        Some((decision, false))
+    }
+
+    /// The report's lock, which a success holds while it decides whether to keep the cell as
+    /// a tombstone (if it remembers a report) and retires it otherwise: no report can be
+    /// counted in between and then be forgotten with the entry.
+    pub(crate) fn lock_report(&self) -> ReportGuard<'_> {
+        self.report.lock()
+    }
+
+    /// Whether the cell remembers a report, read without the lock: the teeth models' broken
+    /// success. Loom builds only.
+    #[cfg(loom)]
+    pub(crate) fn remembers_report(&self) -> bool {
+        self.report.read().is_some()
+    }
+
     /// The word, or `None` once the cell has been removed from the table.
     ///
     /// Why a word read here is one the table could have answered at that moment: a cell is
@@ -226,8 +264,8 @@ impl From<Cell> for RichCell {
         RichCell {
             shared: Arc::new(Shared {
                 word: AtomicU128::new(cell.load().to_bits()),
+                report: Report::default(),
             }),
-            last_report: None,
         }
     }
 }
@@ -237,6 +275,11 @@ impl RichCell {
     #[inline]
     pub(crate) fn load(&self) -> Word {
         Form::Rich(self).load()
+    }
+
+    /// The cell's word and report.
+    pub(crate) fn shared_ref(&self) -> &Shared {
+        &self.shared
     }
 
     /// Another handle on the cell's word, for a thread's read cache.
@@ -255,37 +298,25 @@ impl RichCell {
         self.shared.word.store(RETIRED.to_bits(), Ordering::Relaxed);
     }
 
-    /// Records a crash reported for `incarnation`, the backend's spawn generation, under the
-    /// shard's write guard (hence `&mut`).
-    ///
-    /// The first report of an incarnation newer than the last one counted is a crash like any
-    /// other; any other report is a duplicate (several workers saw the same death) or stale,
-    /// is not counted, and gets the counted report's answer replayed at `now`. Returns the
-    /// answer and whether the report was a duplicate.
+    /// [`Shared::report_crash`] under the shard's write guard: any live word is usable, so it
+    /// always answers.
     pub(crate) fn report_crash(
         &mut self,
         incarnation: u64,
         now: u64,
-        policy: &Rules,
+        rules: &Rules,
         jitter_seed: u64,
     ) -> (BackendRecoveryDecision, bool) {
-        if let Some(replayed) = Form::Rich(&*self).replay_duplicate(incarnation, now) {
-            return (replayed, true);
-        }
-        // A CAS, not a store: a crash through a read cache may race it (the write guard keeps
-        // out only the crashes that go through the table).
-        let decision = Form::Rich(&*self).update(|word| crash(word, now, policy, jitter_seed));
-        let counted = CountedReport {
+        let answer = self.shared.report_crash(
             incarnation,
-            at: now,
-            decision: decision.clone(),
-        };
-        // The box is kept from one counted report to the next: one allocation per key.
-        match &mut self.last_report {
-            Some(last) => **last = counted,
-            None => self.last_report = Some(Box::new(counted)),
-        }
-        (decision, false)
+            now,
+            rules,
+            jitter_seed,
+            |_| true,
+            #[cfg(loom)]
+            false,
+        );
+        answer.expect("a cell in the table under the write guard is live")
     }
 }
 
@@ -304,22 +335,6 @@ impl<'a> CellRef<'a> {
     pub(crate) fn load(self) -> Word {
         // Relaxed: see `Cell` on orderings.
         Word::from_bits(self.atomic().load(Ordering::Relaxed))
-    }
-
-    /// The answer to a report of `incarnation` at `now` if it is a duplicate (or stale): the
-    /// counted report's, replayed at `now`; `None` if it would count (or the cell never counted
-    /// one). Under a read guard: the counted report changes only under the write guard, so
-    /// duplicates, most of the reports of a death, never wait for it.
-    pub(crate) fn replay_duplicate(
-        self,
-        incarnation: u64,
-        now: u64,
-    ) -> Option<BackendRecoveryDecision> {
-        let Form::Rich(rich) = self else {
-            return None;
-        };
-        let counted = rich.last_report.as_deref()?;
-        (incarnation <= counted.incarnation).then(|| counted.replay(now))
     }
 
     /// A handle on the cell's word for a thread's read cache, if the cell is rich.
@@ -388,20 +403,19 @@ impl CellMut<'_> {
         retired.is_some()
     }
 
-    /// Forgets the crashes after a verified success, under the shard's write guard. Returns
-    /// `true` if the whole entry can go; `false` if it must stay as a tombstone that remembers
-    /// the last incarnation counted, so that a late report of the dead incarnation is still a
-    /// duplicate rather than a new crash. The tombstone decides like a missing key and expires
-    /// with the window it stood for.
-    pub(crate) fn forget_crashes(&mut self) -> bool {
-        match self {
-            Form::Rich(rich) if rich.last_report.is_some() => {
-                // A compare-and-swap, not a store: a crash through a read cache may race it.
-                Form::Rich(&**rich).update(|word| (word.forgotten(), ()));
-                false
-            }
-            _ => true,
+    /// Forgets the crashes after a verified success, under the shard's write guard, given
+    /// whether the cell `remembers` a report counted by incarnation (read under the report's
+    /// lock, see [`Shared::lock_report`]). Returns `true` if the whole entry can go; `false` if
+    /// it must stay as a tombstone that remembers the last incarnation counted, so that a late
+    /// report of the dead incarnation is still a duplicate rather than a new crash. The
+    /// tombstone decides like a missing key and expires with the window it stood for.
+    pub(crate) fn forget_crashes(&mut self, remembers: bool) -> bool {
+        if !remembers {
+            return true;
         }
+        // A compare-and-swap, not a store: a crash through a read cache may race it.
+        self.as_ref().update(|word| (word.forgotten(), ()));
+        false
     }
 }
 
@@ -435,8 +449,7 @@ impl std::fmt::Debug for RichCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RichCell")
             .field("word", &self.load())
-            .field("last_report", &self.last_report)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

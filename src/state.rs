@@ -26,7 +26,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cache::ReadCache;
 use crate::cell::{Cell, CellMut, CellRef, RichCell, Shared};
@@ -39,7 +39,7 @@ use crate::key::BackendKey;
 use crate::metrics::{BackendRecoveryMetrics, Counter, Metrics};
 use crate::occupancy::Occupancy;
 use crate::policy::BackendRecoveryPolicy;
-use crate::table::Table;
+use crate::table::{Form, Table};
 
 mod launch;
 mod room;
@@ -324,6 +324,27 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         self
     }
 
+    /// The same state with reports by incarnation counted without their cell's report lock
+    /// (the check of the last incarnation counted and the count are two steps), which the
+    /// reports' loom teeth model must catch. Loom builds only.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_broken_report_lock(mut self) -> Self {
+        self.cells.teeth.report_lock = true;
+        self
+    }
+
+    /// The same state with successes that decide whether to keep a cell as a tombstone
+    /// without holding its report lock, so that a report through a read cache can be counted
+    /// in between and forgotten with the entry: the bug the loom teeth model must catch. Loom
+    /// builds only.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn with_broken_success_lock(mut self) -> Self {
+        self.cells.teeth.success_lock = true;
+        self
+    }
+
     /// The same state with its automatic purges due after `slack` inserts instead of 1,024
     /// (`occupancy.rs`), so that a loom model reaches them with a few keys. Loom builds only;
     /// for a new state.
@@ -431,9 +452,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     /// ([`counted`](BackendCrashReport::counted)), so that of all the threads that saw one death,
     /// exactly one acts on it. (A report refused because a capped state is full counts nothing.)
     ///
-    /// A duplicate is recognised under the shard's read guard. Comparing the incarnation and
-    /// counting the crash must be one step, which the cell's word cannot hold, so the report
-    /// that counts takes the shard's write guard; it is one per death.
+    /// Lock-free for a key reported before: a duplicate reads the last report counted with
+    /// loads alone, and the report that counts (one per death) takes a lock of the key's own for
+    /// as long as it takes to compare the incarnation and count the crash, under the shard's
+    /// read guard or, for a key this thread reports often, through its read cache. A key's
+    /// first report takes the shard's write guard.
     ///
     /// # Examples
     ///
@@ -462,22 +485,58 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let now = self.epoch.ticks(now);
         let jitter_seed = self.jitter_seed(&key);
         let hash = self.cells.hash_one(&key);
-        // A duplicate, most reports of a death, is answered under the read guard.
-        let duplicate = self.cells.read_entry(hash, &key, |_, cell| {
-            cell.replay_duplicate(incarnation, now)
-        });
-        if let Some(decision) = duplicate.flatten() {
-            self.metrics.add(Counter::DuplicatesCoalesced, 1);
-            return BackendCrashReport {
-                decision,
-                counted: false,
+        let report = |shared: &Shared| {
+            shared.report_crash(
+                incarnation,
+                now,
+                &self.policy,
+                jitter_seed,
+                // A tombstone goes to the write guard, as in `record_crash`.
+                Word::crashable_without_write_guard,
+                #[cfg(loom)]
+                self.cells.teeth.report_lock,
+            )
+        };
+        // A key this thread reports often: through its cached cell, no guard at all.
+        let admit = match self.reads.lookup(hash, &key, report) {
+            Ok(answer) => return self.reported(Ok(answer)),
+            Err(admit) => admit,
+        };
+        // A key reported before (so rich): under the shard's read guard.
+        let known = self.cells.read_entry(hash, &key, |_, cell| {
+            let Form::Rich(rich) = cell else {
+                return None;
             };
-        }
-        let report =
-            |cell: &mut RichCell| cell.report_crash(incarnation, now, &self.policy, jitter_seed);
-        let inserted = self.upsert(key, now, |key| {
-            self.cells.upsert_rich(hash, key, || self.vacant(), report)
+            let answer = report(rich.shared_ref())?;
+            Some((answer, admit.then(|| rich.shared())))
         });
+        let inserted = match known.flatten() {
+            Some((answer, shared)) => {
+                if let Some(shared) = shared {
+                    self.cache(hash, key, Some(shared));
+                }
+                Ok(answer)
+            }
+            // New, plain, or a tombstone: under the write guard, which makes the cell rich.
+            None => {
+                let report = |cell: &mut RichCell| {
+                    cell.report_crash(incarnation, now, &self.policy, jitter_seed)
+                };
+                self.upsert(key, now, |key| {
+                    self.cells.upsert_rich(hash, key, || self.vacant(), report)
+                })
+            }
+        };
+        self.reported(inserted)
+    }
+
+    /// The answer to a report by incarnation, counted in the metrics: `answer` is the decision
+    /// and whether it was a duplicate, or the retry-after of a capacity refusal.
+    fn reported(
+        &self,
+        answer: Result<(BackendRecoveryDecision, bool), Duration>,
+    ) -> BackendCrashReport {
+        let inserted = answer;
         let (decision, counted, duplicate) = match inserted {
             Ok((decision, duplicate)) => (decision, !duplicate, duplicate),
             Err(retry_after) => (capacity_refusal(retry_after), false, false),

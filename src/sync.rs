@@ -7,10 +7,10 @@
 //! each says why where it is defined.)
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 /// A cell's 128-bit word (`cell.rs`): `portable-atomic`'s, which compiles to `cmpxchg16b` for
 /// the compare-and-swap on x86-64 and, where the CPU has AVX (detected at run time), to one
@@ -97,6 +97,38 @@ impl<T> RwLock<T> {
     }
 }
 
+/// `parking_lot`'s mutex: no poisoning; the lock of a rich cell's counted report.
+#[cfg(not(loom))]
+pub(crate) use parking_lot::{Mutex, MutexGuard};
+
+/// loom's mutex with `parking_lot`'s signature (as [`RwLock`]).
+#[cfg(loom)]
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+#[cfg(loom)]
+impl<T> Mutex<T> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `None` if the lock is held (loom's lock never poisons, so that is the only error).
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.0.try_lock().ok()
+    }
+
+    /// loom's lock cannot be observed without taking it: answers `false`, so that callers
+    /// try to take it, as they would when it looks free.
+    pub(crate) fn is_locked(&self) -> bool {
+        false
+    }
+}
+
 /// Loom builds only: the deliberate bugs the teeth models switch on, to show that their model
 /// catches each. All of them sit behind this one value, which the table holds
 /// (`Table::teeth`); a shipped build has neither the value nor the broken paths.
@@ -109,4 +141,10 @@ pub(crate) struct Teeth {
     pub(crate) retirement: bool,
     /// Inserts do not mark their key in the shard's presence summary.
     pub(crate) presence: bool,
+    /// Reports by incarnation are counted without the cell's report lock: the check of the
+    /// last incarnation counted and the count are two steps.
+    pub(crate) report_lock: bool,
+    /// A success checks whether the cell remembers a report and retires it without holding
+    /// the report lock, so a report can be counted in between.
+    pub(crate) success_lock: bool,
 }

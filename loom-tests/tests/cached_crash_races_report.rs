@@ -1,9 +1,9 @@
 //! A crash through a thread's read cache racing `record_crash_of` on the same key.
 //!
-//! `record_crash_of` counts a report under the shard's write guard, but the guard keeps out
-//! only the crashes that go through the table: a thread that has the key in its read cache
-//! crashes it through its handle on the cell's word, with no guard at all. So the report must
-//! count its crash by compare-and-swap too (`RichCell::report_crash`), or one of the two
+//! `record_crash_of` counts a report under its cell's report lock, but that lock keeps out only
+//! other reports by incarnation: a thread that has the key in its read cache crashes it
+//! (`record_crash`) through its handle on the cell's word, with no lock at all. So the report
+//! must count its crash by compare-and-swap too (`Shared::report_crash`), or one of the two
 //! crashes is lost. With two retries per window and one already granted, exactly one of the
 //! two racing crashes may be granted the second retry; a lost update grants it to both, which
 //! no sequential order does, so `Scenario::check_sequential_consistency` fails it.

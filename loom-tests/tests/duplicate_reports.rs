@@ -1,7 +1,8 @@
 //! Workers that saw the same death report the same incarnation of one key at once.
 //!
 //! `record_crash_of` compares the incarnation with the last one counted and counts the crash
-//! in one step under the shard's write guard, so of concurrent reports of one incarnation
+//! in one step (under the shard's write guard for a new key, under the cell's report lock for
+//! a key reported before), so of concurrent reports of one incarnation
 //! exactly one is counted and every other one replays its decision. "First report" covers a
 //! key with no entry (the report inserts it) and a key whose entry's window has just closed
 //! (the report reopens it). The answers, final status, `len` and counters must be those of a

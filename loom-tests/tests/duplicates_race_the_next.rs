@@ -1,5 +1,6 @@
-//! Two duplicate reports of a counted incarnation, answered under the read guard, racing the
-//! report of the next incarnation, which counts under the write guard.
+//! Two duplicate reports of a counted incarnation, answered from the cell's last report with
+//! loads alone, racing the report of the next incarnation, which counts under the cell's
+//! report lock.
 //!
 //! Every order is a sequential one: each duplicate replays the decision counted for its
 //! incarnation if it runs first, or is a stale report replaying the next incarnation's decision

@@ -93,7 +93,8 @@ fn purge_races_a_crash_of_the_expired_key() {
     );
 }
 
-// The same race for a report by incarnation (write guard on both sides), the next incarnation
+// The same race for a report by incarnation (the purge's write guard against the report's
+// read guard and report lock), the next incarnation
 // dying as the previous one's window closes.
 #[test]
 fn purge_races_a_report_of_the_expired_key() {

@@ -1,6 +1,6 @@
 //! The deaths of two successive incarnations of one key, `n` and `n + 1`, reported at once.
 //!
-//! Both reports take the shard's write guard, so they run in one order or the other:
+//! Both reports take their cell's report lock, so they run in one order or the other:
 //! - `n` first: both are counted, as the spec's two crashes in one window (a retry, then a
 //!   refusal for the rest of the window);
 //! - `n + 1` first: it is counted as the window's retry, and `n`'s report is then stale (not

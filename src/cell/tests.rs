@@ -1,4 +1,6 @@
 use super::*;
+use std::time::Duration;
+
 use crate::policy::BackendRecoveryPolicy;
 
 const MS: u64 = 1_000_000;
@@ -50,21 +52,24 @@ fn a_rich_cell_keeps_the_word_and_updates_reach_every_handle() {
 #[test]
 fn only_a_cell_that_remembers_a_report_stays_as_a_tombstone() {
     let p = policy(75, 1_000);
+    let remembers = |rich: &RichCell| rich.shared_ref().lock_report().counted().is_some();
     let mut plain = Cell::vacant();
     Form::Plain(&plain).update(|w| crash(w, 0, &p, 0));
     assert!(
-        Form::Plain(&mut plain).forget_crashes(),
+        Form::Plain(&mut plain).forget_crashes(false),
         "nothing to remember: removed"
     );
     let mut rich = RichCell::from(Cell::vacant());
+    assert!(!remembers(&rich));
     assert!(
-        Form::Rich(&mut rich).forget_crashes(),
+        Form::Rich(&mut rich).forget_crashes(false),
         "cached only: removed"
     );
     let (first, duplicate) = rich.report_crash(7, 10 * MS, &p, 0);
     assert!(first.is_retry() && !duplicate);
+    assert!(remembers(&rich));
     assert!(
-        !Form::Rich(&mut rich).forget_crashes(),
+        !Form::Rich(&mut rich).forget_crashes(true),
         "kept as a tombstone"
     );
     assert_eq!(rich.load().crashes(), 0);
@@ -76,4 +81,37 @@ fn only_a_cell_that_remembers_a_report_stays_as_a_tombstone() {
     let (replayed, duplicate) = rich.report_crash(7, 20 * MS, &p, 0);
     assert!(duplicate, "incarnation 7 is still remembered");
     assert_eq!(replayed.retry_after(), Duration::from_millis(65));
+}
+
+#[test]
+fn reports_without_the_write_guard_answer_only_on_a_live_usable_word() {
+    let p = policy(75, 1_000);
+    let mut rich = RichCell::from(Cell::vacant());
+    let shared = rich.shared();
+    let report = |incarnation, usable: fn(Word) -> bool| {
+        shared.report_crash(incarnation, 10 * MS, &p, 0, usable)
+    };
+    assert_eq!(
+        report(7, Word::crashable_without_write_guard),
+        None,
+        "a vacant word takes the write guard"
+    );
+    assert_eq!(
+        shared.load_live().map(Word::crashes),
+        Some(0),
+        "nothing changed"
+    );
+    let (first, duplicate) = report(7, |_| true).expect("a live word");
+    assert!(first.is_retry() && !duplicate);
+    let (again, duplicate) = report(7, Word::crashable_without_write_guard).expect("live");
+    assert!(duplicate && again == first, "a duplicate replays the count");
+    let (second, duplicate) = report(8, Word::crashable_without_write_guard).expect("live");
+    assert!(!second.is_retry() && !duplicate, "the next death counts");
+    Form::Rich(&mut rich).retire();
+    assert_eq!(
+        report(8, |_| true),
+        None,
+        "a removed cell's report is gone with it"
+    );
+    assert_eq!(report(9, |_| true), None, "and nothing counts on it");
 }

@@ -5,7 +5,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::time::Instant;
 
-use crate::cell::CellMut;
+use crate::cell::{CellMut, Shared};
 use crate::decision::{BackendLaunchDecision, BackendRecoveryRefusalReason};
 use crate::metrics::Counter;
 use crate::word::{self, Word};
@@ -192,19 +192,34 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         let mut forgotten = true;
         self.cells
             .remove_if(self.cells.hash_one(key), key, |mut cell| {
+                // Reports through a read cache wait from here until the cell is kept or
+                // retired: one counted in between would be forgotten with the entry, and a late
+                // duplicate of it would count again.
+                let shared = cell.as_ref().shared();
+                let report = shared.as_deref().map(Shared::lock_report);
+                #[cfg(loom)]
+                let report = report.filter(|_| !self.cells.teeth.success_lock);
                 // A compare-and-swap even under the write guard: a crash through a read cache
                 // may race it.
                 let forget = cell
                     .as_ref()
                     .update(|word| word::succeed(word, now, &self.policy));
                 forgotten = forget;
-                let remove = forget && cell.forget_crashes();
+                let remembers = match &report {
+                    Some(report) => report.counted().is_some(),
+                    #[cfg(loom)]
+                    None => shared.as_deref().is_some_and(Shared::remembers_report),
+                    #[cfg(not(loom))]
+                    None => false,
+                };
+                let remove = forget && cell.forget_crashes(remembers);
                 if remove {
                     // Released under the write guard, so a crash that then finds the state full
                     // cannot have missed this removal.
                     self.occupancy.release(1);
                     self.retire(&mut cell);
                 }
+                drop(report);
                 remove
             });
         self.metrics.add(Counter::Successes, 1);
