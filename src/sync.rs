@@ -1,7 +1,7 @@
 //! The one door to atomics and locks.
 //!
-//! Normally: std's atomics and `parking_lot`'s reader-writer lock. Under `--cfg loom`: loom's
-//! atomics and lock. Nothing else in the crate imports a synchronisation primitive that a
+//! Normally: std's atomics and `parking_lot`'s reader-writer lock and mutex. Under `--cfg loom`:
+//! loom's atomics and locks. Nothing else in the crate imports a synchronisation primitive that a
 //! decision depends on, so the loom models check the same code that ships. (The per-thread
 //! metrics, entry counts and read caches use `thread_local` and std atomics even under loom;
 //! each says why where it is defined.)
