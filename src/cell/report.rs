@@ -289,6 +289,32 @@ mod tests {
     }
 
     #[test]
+    fn a_read_without_the_lock_is_kept_only_between_writes() {
+        let report = Report::default();
+        let counted = Counted {
+            incarnation: 3,
+            at: 5,
+            decision: BackendRecoveryDecision::Retry {
+                retry_after: Duration::from_millis(250),
+                attempt: 1,
+            },
+        };
+        report.lock().set(&counted);
+        let settled = report.sequence.load(Ordering::Relaxed);
+        assert_eq!(settled & 1, 0, "a finished write leaves the sequence even");
+        assert_eq!(
+            report.try_read(),
+            Some(Some(counted.clone())),
+            "read with loads alone"
+        );
+        // A writer between its first and last store.
+        report.sequence.store(settled + 1, Ordering::Relaxed);
+        assert_eq!(report.try_read(), None, "a read during a write is not kept");
+        report.sequence.store(settled + 2, Ordering::Relaxed);
+        assert_eq!(report.try_read(), Some(Some(counted)));
+    }
+
+    #[test]
     fn a_reader_never_keeps_a_torn_report() {
         let report = Report::default();
         let counted = |n: u64| Counted {
