@@ -195,6 +195,12 @@ impl Supervisor {
                 return Err(NoBackend::Deferred(wait.retry_after().unwrap_or_default()));
             }
         }
+        // Look again: a launch that finished since this Hello looked leaves a healthy backend
+        // registered and nothing in the state to claim against. Its success settles the claim.
+        if let Some(live) = lock(&service.registry).live.clone() {
+            self.state.record_success_at(&service.key, now);
+            return Ok(live);
+        }
         let incarnation = service.next_incarnation.fetch_add(1, Ordering::Relaxed);
         let launch = Launch {
             executable: &self.executable,

@@ -29,6 +29,11 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
     ///   [`record_success_at`](Self::record_success_at) once the backend answers. A claim never
     ///   reported lapses after the policy's
     ///   [`launch_timeout`](crate::BackendRecoveryPolicy::launch_timeout), and the next caller wins.
+    /// - The winner looks at the backend once more before launching it. A healthy backend's
+    ///   success leaves nothing in the state, so a launch that finished after the caller looked
+    ///   and before it claimed cannot be seen by the claim. If a backend is running, the winner
+    ///   reports it with [`record_success_at`](Self::record_success_at), which settles the
+    ///   claim, and uses it.
     ///
     /// Lock-free for a key the state tracks (one compare-and-swap of its word under the shard's
     /// read guard, or none through this thread's cache); a key without an entry is inserted

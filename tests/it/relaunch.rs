@@ -3,8 +3,9 @@
 //! probation, replayed against the crate's API.
 //!
 //! The router, per Hello: check the gate (`status`); serve a running backend; otherwise claim
-//! the launch (`claim_launch`), and if this Hello won it, launch, then report the outcome
-//! (`record_crash` on failure, `record_success_at` on success). A backend found dead is reported
+//! the launch (`claim_launch`), and if this Hello won it, look at the backend again (another
+//! launch may have finished since), launch, then report the outcome (`record_crash` on
+//! failure, `record_success_at` on success). A backend found dead is reported
 //! with `record_crash` first. Nothing else coordinates the threads: no lock of the router's own.
 
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
@@ -41,6 +42,9 @@ const UP: u8 = 1;
 /// down yet for the router (a broker learns of a death once, then reports it, then forgets the
 /// process; a Hello in between sees the dead process, not an empty slot).
 const DYING: u8 = 2;
+/// The instance started and its launcher is reporting the success of its first answer: no
+/// other request reaches it before that (so a death is seen only after the success).
+const STARTING: u8 = 3;
 
 /// A simulated service: how its launches go, and whether an instance is up.
 struct Service {
@@ -48,7 +52,7 @@ struct Service {
     fails_to_start: bool,
     /// An instance dies right after it answered its first request.
     dies_after_start: bool,
-    /// [`DOWN`], [`UP`] or [`DYING`].
+    /// [`DOWN`], [`STARTING`], [`UP`] or [`DYING`].
     instance: AtomicU8,
     launches: Mutex<Vec<Instant>>,
     crashes_reported: Mutex<Vec<Instant>>,
@@ -100,7 +104,7 @@ fn hello(state: &BackendRecoveryState<&'static str>, service: &Service) -> Answe
             }
             return Answer::Wait(Duration::from_millis(1));
         }
-        DYING => return Answer::Wait(Duration::from_millis(1)),
+        DYING | STARTING => return Answer::Wait(Duration::from_millis(1)),
         _ => {}
     }
     match state.claim_launch(&key, now) {
@@ -108,6 +112,19 @@ fn hello(state: &BackendRecoveryState<&'static str>, service: &Service) -> Answe
         BackendLaunchDecision::Wait { retry_after } => return Answer::Wait(retry_after),
         BackendLaunchDecision::Refuse { retry_after, .. } => return Answer::Refused(retry_after),
         other => panic!("unknown claim answer {other:?}"),
+    }
+    // Look again before launching: a launch that finished between the look above and this
+    // claim left the backend running and, healthy, nothing in the state to claim against. The
+    // claim is then settled by the success it found, and the Hello goes where the others go.
+    match service.instance.load(Ordering::SeqCst) {
+        DOWN => {}
+        found => {
+            state.record_success_at(&key, now);
+            return match found {
+                UP if !service.dies_after_start => Answer::Served,
+                _ => Answer::Wait(Duration::from_millis(1)),
+            };
+        }
     }
     service.launches.lock().unwrap().push(Instant::now());
     // Launching takes a moment, as a process spawn does.
@@ -117,8 +134,9 @@ fn hello(state: &BackendRecoveryState<&'static str>, service: &Service) -> Answe
         service.crashes_reported.lock().unwrap().push(done);
         state.record_crash(key, done);
     } else {
-        service.instance.store(UP, Ordering::SeqCst);
+        service.instance.store(STARTING, Ordering::SeqCst);
         state.record_success_at(&key, done);
+        service.instance.store(UP, Ordering::SeqCst);
     }
     Answer::Launched
 }
