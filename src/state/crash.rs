@@ -188,8 +188,7 @@ impl<K: Hash + Eq + Send, S: BuildHasher + Clone> BackendRecoveryState<K, S> {
         &self,
         answer: Result<(BackendRecoveryDecision, bool), Duration>,
     ) -> BackendCrashReport {
-        let inserted = answer;
-        let (decision, counted, duplicate) = match inserted {
+        let (decision, counted, duplicate) = match answer {
             Ok((decision, duplicate)) => (decision, !duplicate, duplicate),
             Err(retry_after) => (capacity_refusal(retry_after), false, false),
         };
